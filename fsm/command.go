@@ -1,0 +1,160 @@
+package fsm
+
+import (
+	"encoding/json"
+	"fmt"
+)
+
+// CommandType names a command. Values are explicit, start at 1, are
+// append-only, and a retired number is never reused. A type with the high
+// bit set may be ignored by a node that does not know it; any other
+// unknown type stops the node rather than let it diverge.
+type CommandType uint16
+
+// IgnorableCommandFlag marks a command type an older node may skip.
+const IgnorableCommandFlag CommandType = 1 << 15
+
+const (
+	// CmdCreateKey creates a key with its first version (CreateKeyV1). Since v1.
+	CmdCreateKey CommandType = 1
+	// CmdUpdateKey changes name, description, tags or rotation policy (UpdateKeyV1). Since v1.
+	CmdUpdateKey CommandType = 2
+	// CmdEnableKey moves a disabled key to enabled (KeyRefV1). Since v1.
+	CmdEnableKey CommandType = 3
+	// CmdDisableKey moves an enabled key to disabled (KeyRefV1). Since v1.
+	CmdDisableKey CommandType = 4
+	// CmdProtectKey sets the protected flag, which refuses deletion (KeyRefV1). Since v1.
+	CmdProtectKey CommandType = 5
+	// CmdUnprotectKey clears the protected flag (KeyRefV1). Since v1.
+	CmdUnprotectKey CommandType = 6
+	// CmdRotateKey adds a version that becomes the encrypting one (RotateKeyV1). Since v1.
+	CmdRotateKey CommandType = 7
+	// CmdScheduleDeletion moves a key to pending_deletion (ScheduleDeletionV1). Since v1.
+	CmdScheduleDeletion CommandType = 8
+	// CmdCancelDeletion moves a pending_deletion key to disabled (KeyRefV1). Since v1.
+	CmdCancelDeletion CommandType = 9
+	// CmdPurgeKey destroys a key whose deletion time has passed, leaving a
+	// tombstone (PurgeKeyV1). Proposed by the leader's ticker. Since v1.
+	CmdPurgeKey CommandType = 10
+	// CmdExpireIdempotency drops idempotency records that expired before
+	// Now (ExpireIdempotencyV1). Proposed by the leader's ticker. Since v1.
+	CmdExpireIdempotency CommandType = 11
+)
+
+// CommandVersion1 is the only payload version so far.
+const CommandVersion1 uint16 = 1
+
+// Command is the envelope of every Raft log entry. Payload is the JSON of
+// the payload struct that Type and Version name.
+type Command struct {
+	Type    CommandType     `json:"type"`
+	Version uint16          `json:"version"`
+	Payload json.RawMessage `json:"payload"`
+}
+
+// NewCommand encodes payload as a version-1 command of type t.
+func NewCommand(t CommandType, payload any) (Command, error) {
+	raw, err := json.Marshal(payload)
+	if err != nil {
+		return Command{}, fmt.Errorf("encode command %d: %w", t, err)
+	}
+	return Command{Type: t, Version: CommandVersion1, Payload: raw}, nil
+}
+
+// Encode returns the bytes proposed to Raft.
+func (c Command) Encode() ([]byte, error) { return json.Marshal(c) }
+
+// DecodeCommand parses bytes produced by Encode.
+func DecodeCommand(b []byte) (Command, error) {
+	var c Command
+	if err := json.Unmarshal(b, &c); err != nil {
+		return Command{}, fmt.Errorf("decode command: %w", err)
+	}
+	return c, nil
+}
+
+// Idempotency carries the caller's Idempotency-Key into a create or
+// rotate. An empty Token means none. Apply remembers the outcome under
+// (organization, operation, token) until ExpiresAt; while remembered, a
+// repeat returns the first outcome and changes nothing.
+type Idempotency struct {
+	Token     string `json:"token,omitempty"`
+	ExpiresAt int64  `json:"expires_at,omitempty"` // unix ns
+}
+
+// CreateKeyV1 is the payload of CmdCreateKey. The proposer chooses ID,
+// Now and the first version (already wrapped). Apply refuses an ID that
+// exists or is tombstoned.
+type CreateKeyV1 struct {
+	ID             string         `json:"id"`
+	Organization   string         `json:"organization"`
+	Name           string         `json:"name"`
+	Description    string         `json:"description"`
+	Tags           []string       `json:"tags"`
+	Usage          string         `json:"usage"`
+	Algorithm      string         `json:"algorithm"`
+	Origin         string         `json:"origin"`
+	Protected      bool           `json:"protected"`
+	RotationPolicy RotationPolicy `json:"rotation_policy"`
+	PrimaryZone    string         `json:"primary_zone"`
+	ReplicaZones   []string       `json:"replica_zones"`
+	// FirstVersion has Number 1. It is absent (Number 0) for origin
+	// external, whose key starts in pending_import.
+	FirstVersion Version     `json:"first_version"`
+	Now          int64       `json:"now"`
+	Idempotency  Idempotency `json:"idempotency"`
+}
+
+// KeyRefV1 names a key for a change without arguments. IfRevision, when
+// non-zero, must equal the key's Revision (If-Match) or Apply refuses with
+// ErrRevisionMismatch.
+type KeyRefV1 struct {
+	KeyID        string `json:"key_id"`
+	Organization string `json:"organization"`
+	IfRevision   uint64 `json:"if_revision,omitempty"`
+	Now          int64  `json:"now"`
+}
+
+// UpdateKeyV1 is the payload of CmdUpdateKey. Nil fields are left alone.
+// A RotationPolicy replaces the key's policy; the proposer computes its
+// NextRotationAt (0 when Period is 0).
+type UpdateKeyV1 struct {
+	KeyRefV1
+	Name           *string         `json:"name,omitempty"`
+	Description    *string         `json:"description,omitempty"`
+	Tags           *[]string       `json:"tags,omitempty"`
+	RotationPolicy *RotationPolicy `json:"rotation_policy,omitempty"`
+}
+
+// RotateKeyV1 is the payload of CmdRotateKey. NewVersion.Number must be
+// one more than the key's newest version, or Apply refuses with
+// ErrVersionConflict (the proposer then retries with fresh material).
+// Scheduled rotations come from the leader and set NextRotationAt to the
+// next due time; manual rotations leave the schedule alone.
+type RotateKeyV1 struct {
+	KeyRefV1
+	NewVersion     Version     `json:"new_version"`
+	Scheduled      bool        `json:"scheduled,omitempty"`
+	NextRotationAt int64       `json:"next_rotation_at,omitempty"`
+	Idempotency    Idempotency `json:"idempotency"`
+}
+
+// ScheduleDeletionV1 is the payload of CmdScheduleDeletion. The proposer
+// checks the window against the server's bounds and sets DeletionAt.
+type ScheduleDeletionV1 struct {
+	KeyRefV1
+	DeletionAt int64 `json:"deletion_at"` // unix ns
+}
+
+// PurgeKeyV1 is the payload of CmdPurgeKey. Apply purges only a key still
+// pending deletion whose DeletionAt is not after Now, so a purge racing a
+// cancel is refused rather than destroying a key the user kept.
+type PurgeKeyV1 struct {
+	KeyID string `json:"key_id"`
+	Now   int64  `json:"now"`
+}
+
+// ExpireIdempotencyV1 is the payload of CmdExpireIdempotency.
+type ExpireIdempotencyV1 struct {
+	Now int64 `json:"now"`
+}

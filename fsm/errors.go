@@ -1,0 +1,128 @@
+package fsm
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+)
+
+// Sentinel errors returned in Result.Err. They are the same on every node
+// for the same log, and survive forwarding between nodes through their
+// codes (see ErrorCode and ErrorFromCode).
+var (
+	ErrKeyNotFound      = errors.New("fsm: key not found")
+	ErrKeyExists        = errors.New("fsm: key already exists")
+	ErrRevisionMismatch = errors.New("fsm: key revision does not match If-Match")
+	ErrVersionConflict  = errors.New("fsm: key version conflict")
+	ErrKeyProtected     = errors.New("fsm: key is protected")
+	ErrInvalidCommand   = errors.New("fsm: invalid command")
+)
+
+// TransitionError is a lifecycle operation refused in the key's current
+// state (rotate a disabled key, enable a key pending deletion, ...).
+type TransitionError struct {
+	KeyID string   `json:"key_id"`
+	From  KeyState `json:"from"`
+	Op    string   `json:"op"`
+}
+
+func (e *TransitionError) Error() string {
+	return fmt.Sprintf("fsm: cannot %s key %s in state %s", e.Op, e.KeyID, e.From)
+}
+
+// Stable error codes, shared by the forwarding protocol and the HTTP API.
+const (
+	CodeKeyNotFound      = "key_not_found"
+	CodeKeyExists        = "key_exists"
+	CodeRevisionMismatch = "revision_mismatch"
+	CodeVersionConflict  = "version_conflict"
+	CodeKeyProtected     = "key_protected"
+	CodeInvalidCommand   = "invalid_command"
+	CodeInvalidState     = "invalid_state"
+)
+
+var sentinelCodes = []struct {
+	err  error
+	code string
+}{
+	{ErrKeyNotFound, CodeKeyNotFound},
+	{ErrKeyExists, CodeKeyExists},
+	{ErrRevisionMismatch, CodeRevisionMismatch},
+	{ErrVersionConflict, CodeVersionConflict},
+	{ErrKeyProtected, CodeKeyProtected},
+	{ErrInvalidCommand, CodeInvalidCommand},
+}
+
+// resultWire is the JSON form of a Result, used when a follower forwards
+// a proposal to the leader and gets the leader's Result back.
+type resultWire struct {
+	Key        *Key             `json:"key,omitempty"`
+	ErrCode    string           `json:"err_code,omitempty"`
+	ErrMessage string           `json:"err_message,omitempty"`
+	Transition *TransitionError `json:"transition,omitempty"`
+}
+
+// MarshalJSON encodes the result with its error as a stable code.
+func (r Result) MarshalJSON() ([]byte, error) {
+	w := resultWire{Key: r.Key}
+	if r.Err != nil {
+		w.ErrMessage = r.Err.Error()
+		var te *TransitionError
+		switch {
+		case errors.As(r.Err, &te):
+			w.ErrCode, w.Transition = CodeInvalidState, te
+		default:
+			w.ErrCode = CodeInvalidCommand
+			for _, s := range sentinelCodes {
+				if errors.Is(r.Err, s.err) {
+					w.ErrCode = s.code
+					break
+				}
+			}
+		}
+	}
+	return json.Marshal(w)
+}
+
+// UnmarshalJSON restores a result encoded by MarshalJSON, with its error
+// matching the same sentinel or TransitionError as on the leader.
+func (r *Result) UnmarshalJSON(b []byte) error {
+	var w resultWire
+	if err := json.Unmarshal(b, &w); err != nil {
+		return err
+	}
+	*r = Result{Key: w.Key}
+	if w.ErrCode == "" {
+		return nil
+	}
+	if w.ErrCode == CodeInvalidState && w.Transition != nil {
+		r.Err = w.Transition
+		return nil
+	}
+	for _, s := range sentinelCodes {
+		if s.code == w.ErrCode {
+			if w.ErrMessage == s.err.Error() {
+				r.Err = s.err
+			} else {
+				r.Err = fmt.Errorf("%s: %w", trimPrefix(w.ErrMessage, s.err.Error()), s.err)
+			}
+			return nil
+		}
+	}
+	r.Err = fmt.Errorf("%s: %w", w.ErrMessage, ErrInvalidCommand)
+	return nil
+}
+
+func trimPrefix(msg, suffix string) string {
+	if len(msg) > len(suffix)+2 && msg[len(msg)-len(suffix)-2:] == ": "+suffix {
+		return msg[:len(msg)-len(suffix)-2]
+	}
+	return msg
+}
+
+// Result is what Apply returns for every command: the key after the
+// change (nil for commands without one) or the reason it was refused.
+type Result struct {
+	Key *Key
+	Err error
+}

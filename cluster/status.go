@@ -8,7 +8,7 @@ import "errors"
 var (
 	ErrNoLeader       = errors.New("cluster: no leader")
 	ErrTimeout        = errors.New("cluster: timed out waiting for raft")
-	ErrLeadershipLost = errors.New("cluster: leadership lost while committing")
+	ErrLeadershipLost error = outcomeUnknownError("cluster: leadership lost while committing")
 	ErrShutdown       = errors.New("cluster: node is shutting down")
 )
 
@@ -38,3 +38,13 @@ type Health struct {
 	Ready  bool   `json:"ready"`
 	Reason string `json:"reason,omitempty"`
 }
+
+// outcomeUnknownError marks errors after which a proposal may or may not
+// have been committed, for callers that can settle the question by
+// reading the state again.
+type outcomeUnknownError string
+
+func (e outcomeUnknownError) Error() string { return string(e) }
+
+// OutcomeUnknown reports that the proposal may have been committed.
+func (e outcomeUnknownError) OutcomeUnknown() bool { return true }

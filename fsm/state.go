@@ -1,5 +1,7 @@
 package fsm
 
+import "slices"
+
 // KeyState is the lifecycle state of a KMS key. States are strings so that
 // JSON, logs and snapshots read well.
 type KeyState string
@@ -91,11 +93,12 @@ func (k *Key) Version(n uint32) (Version, bool) {
 }
 
 // clone returns a deep copy, so Apply can change it without touching the
-// value readers may hold.
+// value readers may hold. Empty lists stay empty (not nil), so that they
+// keep encoding as [] rather than null.
 func (k *Key) clone() *Key {
 	c := *k
-	c.Tags = append([]string(nil), k.Tags...)
-	c.ReplicaZones = append([]string(nil), k.ReplicaZones...)
+	c.Tags = slices.Clone(k.Tags)
+	c.ReplicaZones = slices.Clone(k.ReplicaZones)
 	c.Versions = make([]Version, len(k.Versions))
 	for i, v := range k.Versions {
 		v.Wrapped = append([]byte(nil), v.Wrapped...)

@@ -1,0 +1,605 @@
+// Package apitest provides in-memory fakes of api.KeyService and
+// api.ClusterService for tests of the API, the SDK and the CLI. The fakes
+// follow the real lifecycle rules closely enough for round trips (create,
+// disable, rotate, encrypt then decrypt) and return the real sentinel
+// errors, but they are not the service: no Raft, no REK, no replication.
+package apitest
+
+import (
+	"bytes"
+	"context"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/keyzone/keyzone/cluster"
+	kzcrypto "github.com/keyzone/keyzone/crypto"
+	"github.com/keyzone/keyzone/fsm"
+	"github.com/keyzone/keyzone/keys"
+)
+
+// DefaultPendingWindow is the fake's deletion window when none is asked.
+const DefaultPendingWindow = 7 * 24 * time.Hour
+
+// Call is one call the fake received: the method name and its parameters
+// (the params struct, or for GetKey a GetKeyCall).
+type Call struct {
+	Method string
+	Params any
+}
+
+// GetKeyCall is the Params of a recorded GetKey.
+type GetKeyCall struct {
+	Organization string
+	KeyID        string
+	Stale        bool
+}
+
+// Keys is an in-memory KeyService. The zero value is not usable; call
+// NewKeys. Set the exported fields before serving requests.
+type Keys struct {
+	// Fail, when set, is called first by every method with its name; a
+	// non-nil error is returned as the method's error. It may also panic.
+	Fail func(method string) error
+	// Now is the fake's clock; nil means time.Now.
+	Now func() time.Time
+	// MaxPayload is the plaintext limit; 0 means 64 KiB.
+	MaxPayload int
+
+	mu    sync.Mutex
+	keys  map[string]*fsm.Key
+	idem  map[string]string // org/op/token -> key id
+	rev   uint64
+	seq   uint64
+	aead  cipher.AEAD
+	calls []Call
+}
+
+// NewKeys returns an empty fake whose ciphertexts are sealed under a
+// random AES-256-GCM key of its own.
+func NewKeys() *Keys {
+	k := make([]byte, 32)
+	if _, err := rand.Read(k); err != nil {
+		panic(err)
+	}
+	block, err := aes.NewCipher(k)
+	if err != nil {
+		panic(err)
+	}
+	aead, err := cipher.NewGCM(block)
+	if err != nil {
+		panic(err)
+	}
+	return &Keys{keys: map[string]*fsm.Key{}, idem: map[string]string{}, aead: aead}
+}
+
+// Calls returns the calls received so far, oldest first.
+func (f *Keys) Calls() []Call {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.calls)
+}
+
+// LastCall returns the newest call, or a zero Call.
+func (f *Keys) LastCall() Call {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.calls) == 0 {
+		return Call{}
+	}
+	return f.calls[len(f.calls)-1]
+}
+
+// Put stores k as is (tests use it to set up any state); it returns a copy.
+func (f *Keys) Put(k fsm.Key) *fsm.Key {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c := k
+	f.keys[k.ID] = &c
+	return &c
+}
+
+// begin records the call, consults Fail, and locks the fake; the caller
+// unlocks with f.mu.Unlock when err is nil.
+func (f *Keys) begin(method string, params any) error {
+	f.mu.Lock()
+	f.calls = append(f.calls, Call{Method: method, Params: params})
+	f.mu.Unlock()
+	if f.Fail != nil {
+		if err := f.Fail(method); err != nil {
+			return err
+		}
+	}
+	f.mu.Lock()
+	return nil
+}
+
+func (f *Keys) now() int64 {
+	if f.Now != nil {
+		return f.Now().UnixNano()
+	}
+	return time.Now().UnixNano()
+}
+
+// lookup returns the key; f.mu is held.
+func (f *Keys) lookup(org, id string) (*fsm.Key, error) {
+	k, ok := f.keys[id]
+	if !ok || k.Organization != org {
+		return nil, fmt.Errorf("key %s: %w", id, fsm.ErrKeyNotFound)
+	}
+	return k, nil
+}
+
+// change applies fn to a copy of the key named by r and stores it with a
+// new revision; f.mu is held.
+func (f *Keys) change(r keys.KeyRef, fn func(k *fsm.Key, now int64) error) (*fsm.Key, error) {
+	old, err := f.lookup(r.Organization, r.KeyID)
+	if err != nil {
+		return nil, err
+	}
+	if r.IfRevision != 0 && r.IfRevision != old.Revision {
+		return nil, fsm.ErrRevisionMismatch
+	}
+	k := clone(old)
+	now := f.now()
+	if err := fn(k, now); err != nil {
+		return nil, err
+	}
+	f.rev++
+	k.Revision, k.UpdatedAt = f.rev, now
+	f.keys[k.ID] = k
+	return clone(k), nil
+}
+
+func clone(k *fsm.Key) *fsm.Key {
+	c := *k
+	c.Tags = slices.Clone(k.Tags)
+	c.ReplicaZones = slices.Clone(k.ReplicaZones)
+	c.Versions = slices.Clone(k.Versions)
+	return &c
+}
+
+func invalid(format string, args ...any) error {
+	return fmt.Errorf("%s: %w", fmt.Sprintf(format, args...), keys.ErrInvalidArgument)
+}
+
+// CreateKey implements api.KeyService.
+func (f *Keys) CreateKey(ctx context.Context, p keys.CreateParams) (*fsm.Key, error) {
+	if err := f.begin("CreateKey", p); err != nil {
+		return nil, err
+	}
+	defer f.mu.Unlock()
+	if p.Name == "" {
+		return nil, invalid("name: must not be empty")
+	}
+	if p.RotationPeriod < 0 {
+		return nil, invalid("rotation_period: must not be negative")
+	}
+	scope := p.Organization + "/create/" + p.IdempotencyKey
+	if id, ok := f.idem[scope]; ok && p.IdempotencyKey != "" {
+		return clone(f.keys[id]), nil
+	}
+	for _, k := range f.keys {
+		if k.Organization == p.Organization && k.Name == p.Name {
+			return nil, fmt.Errorf("name %q: %w", p.Name, fsm.ErrKeyExists)
+		}
+	}
+	f.seq++
+	f.rev++
+	now := f.now()
+	k := &fsm.Key{
+		ID:             fmt.Sprintf("00000000-0000-4000-8000-%012d", f.seq),
+		Organization:   p.Organization,
+		Name:           p.Name,
+		Description:    p.Description,
+		Tags:           slices.Clone(p.Tags),
+		Usage:          or(p.Usage, fsm.UsageSymmetricEncryption),
+		Algorithm:      or(p.Algorithm, fsm.AlgorithmAES256GCM),
+		Origin:         or(p.Origin, fsm.OriginKeyzone),
+		State:          fsm.KeyStateEnabled,
+		Protected:      p.Protected,
+		Versions:       []fsm.Version{{Number: 1, CreatedAt: now, State: fsm.VersionStateEnabled}},
+		CurrentVersion: 1,
+		PrimaryZone:    "zone-a",
+		ReplicaZones:   slices.Clone(p.ReplicaZones),
+		CreatedAt:      now,
+		UpdatedAt:      now,
+		Revision:       f.rev,
+	}
+	if p.RotationPeriod > 0 {
+		k.RotationPolicy = fsm.RotationPolicy{Period: int64(p.RotationPeriod), NextRotationAt: now + int64(p.RotationPeriod)}
+	}
+	f.keys[k.ID] = k
+	if p.IdempotencyKey != "" {
+		f.idem[scope] = k.ID
+	}
+	return clone(k), nil
+}
+
+func or(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+// GetKey implements api.KeyService.
+func (f *Keys) GetKey(ctx context.Context, org, id string, stale bool) (*fsm.Key, error) {
+	if err := f.begin("GetKey", GetKeyCall{Organization: org, KeyID: id, Stale: stale}); err != nil {
+		return nil, err
+	}
+	defer f.mu.Unlock()
+	k, err := f.lookup(org, id)
+	if err != nil {
+		return nil, err
+	}
+	return clone(k), nil
+}
+
+// ListKeys implements api.KeyService: keys in id order, filtered, paged
+// by id.
+func (f *Keys) ListKeys(ctx context.Context, p keys.ListParams) (keys.ListResult, error) {
+	if err := f.begin("ListKeys", p); err != nil {
+		return keys.ListResult{}, err
+	}
+	defer f.mu.Unlock()
+	size := p.PageSize
+	switch {
+	case size == 0:
+		size = 100
+	case size > 1000:
+		return keys.ListResult{}, invalid("page_size: at most 1000")
+	}
+	ids := make([]string, 0, len(f.keys))
+	for id := range f.keys {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	var res keys.ListResult
+	for _, id := range ids {
+		k := f.keys[id]
+		if k.Organization != p.Organization || id <= p.PageToken ||
+			(p.Name != "" && k.Name != p.Name) ||
+			(p.Tag != "" && !slices.Contains(k.Tags, p.Tag)) ||
+			(p.State != "" && k.State != p.State) {
+			continue
+		}
+		if len(res.Keys) == size {
+			res.NextPageToken = res.Keys[len(res.Keys)-1].ID
+			break
+		}
+		res.Keys = append(res.Keys, clone(k))
+	}
+	return res, nil
+}
+
+// UpdateKey implements api.KeyService.
+func (f *Keys) UpdateKey(ctx context.Context, p keys.UpdateParams) (*fsm.Key, error) {
+	if err := f.begin("UpdateKey", p); err != nil {
+		return nil, err
+	}
+	defer f.mu.Unlock()
+	if p.Name != nil && *p.Name == "" {
+		return nil, invalid("name: must not be empty")
+	}
+	if p.RotationPeriod != nil && *p.RotationPeriod < 0 {
+		return nil, invalid("rotation_period: must not be negative")
+	}
+	return f.change(p.KeyRef, func(k *fsm.Key, now int64) error {
+		if p.Name != nil {
+			k.Name = *p.Name
+		}
+		if p.Description != nil {
+			k.Description = *p.Description
+		}
+		if p.Tags != nil {
+			k.Tags = slices.Clone(*p.Tags)
+		}
+		if p.RotationPeriod != nil {
+			k.RotationPolicy = fsm.RotationPolicy{}
+			if *p.RotationPeriod > 0 {
+				k.RotationPolicy = fsm.RotationPolicy{Period: int64(*p.RotationPeriod), NextRotationAt: now + int64(*p.RotationPeriod)}
+			}
+		}
+		return nil
+	})
+}
+
+// transition moves a key from one of the states in from to state to.
+func (f *Keys) transition(method, op string, r keys.KeyRef, to fsm.KeyState, from ...fsm.KeyState) (*fsm.Key, error) {
+	if err := f.begin(method, r); err != nil {
+		return nil, err
+	}
+	defer f.mu.Unlock()
+	return f.change(r, func(k *fsm.Key, now int64) error {
+		if !slices.Contains(from, k.State) {
+			return &fsm.TransitionError{KeyID: k.ID, From: k.State, Op: op}
+		}
+		k.State, k.DeletionAt = to, 0
+		return nil
+	})
+}
+
+// EnableKey implements api.KeyService.
+func (f *Keys) EnableKey(ctx context.Context, r keys.KeyRef) (*fsm.Key, error) {
+	return f.transition("EnableKey", "enable", r, fsm.KeyStateEnabled, fsm.KeyStateDisabled, fsm.KeyStateEnabled)
+}
+
+// DisableKey implements api.KeyService.
+func (f *Keys) DisableKey(ctx context.Context, r keys.KeyRef) (*fsm.Key, error) {
+	return f.transition("DisableKey", "disable", r, fsm.KeyStateDisabled, fsm.KeyStateEnabled, fsm.KeyStateDisabled)
+}
+
+// CancelDeletion implements api.KeyService.
+func (f *Keys) CancelDeletion(ctx context.Context, r keys.KeyRef) (*fsm.Key, error) {
+	return f.transition("CancelDeletion", "cancel deletion of", r, fsm.KeyStateDisabled, fsm.KeyStatePendingDeletion)
+}
+
+// ProtectKey implements api.KeyService.
+func (f *Keys) ProtectKey(ctx context.Context, r keys.KeyRef) (*fsm.Key, error) {
+	return f.setProtected("ProtectKey", r, true)
+}
+
+// UnprotectKey implements api.KeyService.
+func (f *Keys) UnprotectKey(ctx context.Context, r keys.KeyRef) (*fsm.Key, error) {
+	return f.setProtected("UnprotectKey", r, false)
+}
+
+func (f *Keys) setProtected(method string, r keys.KeyRef, on bool) (*fsm.Key, error) {
+	if err := f.begin(method, r); err != nil {
+		return nil, err
+	}
+	defer f.mu.Unlock()
+	return f.change(r, func(k *fsm.Key, now int64) error {
+		k.Protected = on
+		return nil
+	})
+}
+
+// RotateKey implements api.KeyService.
+func (f *Keys) RotateKey(ctx context.Context, p keys.RotateParams) (*fsm.Key, error) {
+	if err := f.begin("RotateKey", p); err != nil {
+		return nil, err
+	}
+	defer f.mu.Unlock()
+	scope := p.Organization + "/rotate/" + p.IdempotencyKey
+	if id, ok := f.idem[scope]; ok && p.IdempotencyKey != "" && id == p.KeyID {
+		return clone(f.keys[id]), nil
+	}
+	k, err := f.change(p.KeyRef, func(k *fsm.Key, now int64) error {
+		if k.State != fsm.KeyStateEnabled {
+			return &fsm.TransitionError{KeyID: k.ID, From: k.State, Op: "rotate"}
+		}
+		n := uint32(len(k.Versions)) + 1
+		k.Versions = append(k.Versions, fsm.Version{Number: n, CreatedAt: now, State: fsm.VersionStateEnabled})
+		k.CurrentVersion = n
+		return nil
+	})
+	if err == nil && p.IdempotencyKey != "" {
+		f.idem[scope] = k.ID
+	}
+	return k, err
+}
+
+// ScheduleDeletion implements api.KeyService.
+func (f *Keys) ScheduleDeletion(ctx context.Context, p keys.ScheduleDeletionParams) (*fsm.Key, error) {
+	if err := f.begin("ScheduleDeletion", p); err != nil {
+		return nil, err
+	}
+	defer f.mu.Unlock()
+	w := p.PendingWindow
+	switch {
+	case w == 0:
+		w = DefaultPendingWindow
+	case w < 24*time.Hour || w > 30*24*time.Hour:
+		return nil, invalid("pending_window: must be between 24h and 720h")
+	}
+	return f.change(p.KeyRef, func(k *fsm.Key, now int64) error {
+		if k.Protected {
+			return fmt.Errorf("key %s: %w", k.ID, fsm.ErrKeyProtected)
+		}
+		if k.State != fsm.KeyStateEnabled && k.State != fsm.KeyStateDisabled {
+			return &fsm.TransitionError{KeyID: k.ID, From: k.State, Op: "schedule deletion of"}
+		}
+		k.State, k.DeletionAt = fsm.KeyStatePendingDeletion, now+int64(w)
+		return nil
+	})
+}
+
+// Fake ciphertext: magic | key id length (1) | key id | version (4) |
+// nonce | AES-GCM(plaintext) with the header and context as AAD.
+var magic = []byte("fk1")
+
+func encodeContext(c keys.Context) ([]byte, error) {
+	switch {
+	case len(c.Map) > 0 && len(c.AssociatedData) > 0:
+		return nil, invalid("encryption_context and associated_data: give one, not both")
+	case len(c.AssociatedData) > 0:
+		return append([]byte("ad:"), c.AssociatedData...), nil
+	case len(c.Map) > 0:
+		b, err := json.Marshal(c.Map) // sorted keys: canonical
+		if err != nil {
+			return nil, err
+		}
+		return append([]byte("map:"), b...), nil
+	}
+	return nil, nil
+}
+
+// usable returns the key when it may serve crypto; f.mu is held.
+func (f *Keys) usable(org, id string) (*fsm.Key, error) {
+	k, err := f.lookup(org, id)
+	if err != nil {
+		return nil, err
+	}
+	if k.State != fsm.KeyStateEnabled {
+		return nil, fmt.Errorf("key %s is %s: %w", k.ID, k.State, keys.ErrKeyDisabled)
+	}
+	return k, nil
+}
+
+// seal encrypts under the key's current version; f.mu is held.
+func (f *Keys) seal(org, id string, pt []byte, c keys.Context) (keys.CryptoResult, error) {
+	max := f.MaxPayload
+	if max == 0 {
+		max = 64 << 10
+	}
+	if len(pt) > max {
+		return keys.CryptoResult{}, kzcrypto.ErrPayloadTooLarge
+	}
+	ad, err := encodeContext(c)
+	if err != nil {
+		return keys.CryptoResult{}, err
+	}
+	k, err := f.usable(org, id)
+	if err != nil {
+		return keys.CryptoResult{}, err
+	}
+	hdr := append(slices.Clone(magic), byte(len(k.ID)))
+	hdr = append(hdr, k.ID...)
+	hdr = binary.BigEndian.AppendUint32(hdr, k.CurrentVersion)
+	nonce := make([]byte, f.aead.NonceSize())
+	if _, err := rand.Read(nonce); err != nil {
+		return keys.CryptoResult{}, err
+	}
+	out := append(slices.Clone(hdr), nonce...)
+	out = f.aead.Seal(out, nonce, pt, append(slices.Clone(hdr), ad...))
+	return keys.CryptoResult{KeyID: k.ID, KeyVersion: k.CurrentVersion, Ciphertext: out}, nil
+}
+
+// open decrypts; every malformed or mismatched input is ErrDecrypt. f.mu is held.
+func (f *Keys) open(org, wantKey string, ct []byte, c keys.Context) (keys.CryptoResult, error) {
+	ad, err := encodeContext(c)
+	if err != nil {
+		return keys.CryptoResult{}, err
+	}
+	if len(ct) < len(magic)+1 || !bytes.Equal(ct[:len(magic)], magic) {
+		return keys.CryptoResult{}, kzcrypto.ErrDecrypt
+	}
+	n := int(ct[len(magic)])
+	hdrLen := len(magic) + 1 + n + 4
+	if len(ct) < hdrLen+f.aead.NonceSize()+f.aead.Overhead() {
+		return keys.CryptoResult{}, kzcrypto.ErrDecrypt
+	}
+	id := string(ct[len(magic)+1 : len(magic)+1+n])
+	version := binary.BigEndian.Uint32(ct[hdrLen-4 : hdrLen])
+	if wantKey != "" && id != wantKey {
+		return keys.CryptoResult{}, kzcrypto.ErrDecrypt
+	}
+	k, err := f.lookup(org, id)
+	if err != nil {
+		return keys.CryptoResult{}, kzcrypto.ErrDecrypt
+	}
+	if k.State != fsm.KeyStateEnabled {
+		return keys.CryptoResult{}, fmt.Errorf("key %s is %s: %w", k.ID, k.State, keys.ErrKeyDisabled)
+	}
+	if _, ok := k.Version(version); !ok {
+		return keys.CryptoResult{}, kzcrypto.ErrDecrypt
+	}
+	nonce := ct[hdrLen : hdrLen+f.aead.NonceSize()]
+	pt, err := f.aead.Open(nil, nonce, ct[hdrLen+f.aead.NonceSize():], append(slices.Clone(ct[:hdrLen]), ad...))
+	if err != nil {
+		return keys.CryptoResult{}, kzcrypto.ErrDecrypt
+	}
+	return keys.CryptoResult{KeyID: id, KeyVersion: version, Plaintext: pt}, nil
+}
+
+// Encrypt implements api.KeyService.
+func (f *Keys) Encrypt(ctx context.Context, p keys.EncryptParams) (keys.CryptoResult, error) {
+	if err := f.begin("Encrypt", p); err != nil {
+		return keys.CryptoResult{}, err
+	}
+	defer f.mu.Unlock()
+	return f.seal(p.Organization, p.KeyID, p.Plaintext, p.Context)
+}
+
+// Decrypt implements api.KeyService.
+func (f *Keys) Decrypt(ctx context.Context, p keys.DecryptParams) (keys.CryptoResult, error) {
+	if err := f.begin("Decrypt", p); err != nil {
+		return keys.CryptoResult{}, err
+	}
+	defer f.mu.Unlock()
+	return f.open(p.Organization, p.KeyID, p.Ciphertext, p.Context)
+}
+
+// GenerateDataKey implements api.KeyService.
+func (f *Keys) GenerateDataKey(ctx context.Context, p keys.DataKeyParams) (keys.CryptoResult, error) {
+	if err := f.begin("GenerateDataKey", p); err != nil {
+		return keys.CryptoResult{}, err
+	}
+	defer f.mu.Unlock()
+	bits := p.KeySizeBits
+	if bits == 0 {
+		bits = 256
+	}
+	if bits != 128 && bits != 256 {
+		return keys.CryptoResult{}, invalid("key_size: must be 128 or 256")
+	}
+	dk := make([]byte, bits/8)
+	if _, err := rand.Read(dk); err != nil {
+		return keys.CryptoResult{}, err
+	}
+	res, err := f.seal(p.Organization, p.KeyID, dk, p.Context)
+	if err != nil {
+		return keys.CryptoResult{}, err
+	}
+	if !p.WithoutPlaintext {
+		res.Plaintext = dk
+	}
+	return res, nil
+}
+
+// ReEncrypt implements api.KeyService.
+func (f *Keys) ReEncrypt(ctx context.Context, p keys.ReEncryptParams) (keys.CryptoResult, error) {
+	if err := f.begin("ReEncrypt", p); err != nil {
+		return keys.CryptoResult{}, err
+	}
+	defer f.mu.Unlock()
+	src, err := f.open(p.Organization, p.KeyID, p.Ciphertext, p.Context)
+	if err != nil {
+		return keys.CryptoResult{}, err
+	}
+	dst := p.DestinationKeyID
+	if dst == "" {
+		dst = src.KeyID
+	}
+	return f.seal(p.Organization, dst, src.Plaintext, p.DestinationContext)
+}
+
+// Cluster is a ClusterService returning fixed answers. Set the fields
+// before serving requests.
+type Cluster struct {
+	StatusResult cluster.Status
+	StatusErr    error
+	HealthResult cluster.Health
+}
+
+// NewCluster returns a healthy three-node zone led by node-1.
+func NewCluster() *Cluster {
+	return &Cluster{
+		StatusResult: cluster.Status{
+			Zone: "zone-a", NodeID: "node-1", Leader: "node-1", Term: 3, AppliedIndex: 42, CommitIndex: 42,
+			Nodes: []cluster.NodeStatus{
+				{ID: "node-1", APIAddress: "http://127.0.0.1:8201", RaftAddress: "127.0.0.1:8301", State: "leader"},
+				{ID: "node-2", APIAddress: "http://127.0.0.1:8202", RaftAddress: "127.0.0.1:8302", State: "follower"},
+				{ID: "node-3", APIAddress: "http://127.0.0.1:8203", RaftAddress: "127.0.0.1:8303", State: "follower"},
+			},
+		},
+		HealthResult: cluster.Health{Live: true, Ready: true},
+	}
+}
+
+// Status implements api.ClusterService.
+func (c *Cluster) Status(ctx context.Context) (cluster.Status, error) {
+	return c.StatusResult, c.StatusErr
+}
+
+// Health implements api.ClusterService.
+func (c *Cluster) Health(ctx context.Context) cluster.Health { return c.HealthResult }

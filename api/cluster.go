@@ -1,0 +1,29 @@
+package api
+
+import (
+	"net/http"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/keyzone/keyzone/api/wire"
+)
+
+func (s *server) clusterStatus(c *gin.Context) {
+	st, err := s.cluster.Status(c.Request.Context())
+	if err != nil {
+		c.Error(err)
+		return
+	}
+	c.JSON(http.StatusOK, wireStatus(st))
+}
+
+// health needs no token, so load balancers and orchestrators can probe
+// it: 200 when the node is ready to serve, 503 otherwise, body Health.
+func (s *server) health(c *gin.Context) {
+	h := s.cluster.Health(c.Request.Context())
+	status := http.StatusOK
+	if !h.Ready {
+		status = http.StatusServiceUnavailable
+	}
+	c.JSON(status, wire.Health{Live: h.Live, Ready: h.Ready, Reason: h.Reason})
+}

@@ -1,0 +1,242 @@
+package api
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net/http"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/keyzone/keyzone/cluster"
+	"github.com/keyzone/keyzone/fsm"
+	"github.com/keyzone/keyzone/keys"
+)
+
+// KeyService is what the API needs of the key use cases; *keys.Service
+// satisfies it. Every method takes the caller's organization in its
+// parameters and returns errors the table in errors.go knows.
+type KeyService interface {
+	CreateKey(ctx context.Context, p keys.CreateParams) (*fsm.Key, error)
+	GetKey(ctx context.Context, org, id string, stale bool) (*fsm.Key, error)
+	ListKeys(ctx context.Context, p keys.ListParams) (keys.ListResult, error)
+	UpdateKey(ctx context.Context, p keys.UpdateParams) (*fsm.Key, error)
+	EnableKey(ctx context.Context, r keys.KeyRef) (*fsm.Key, error)
+	DisableKey(ctx context.Context, r keys.KeyRef) (*fsm.Key, error)
+	ProtectKey(ctx context.Context, r keys.KeyRef) (*fsm.Key, error)
+	UnprotectKey(ctx context.Context, r keys.KeyRef) (*fsm.Key, error)
+	CancelDeletion(ctx context.Context, r keys.KeyRef) (*fsm.Key, error)
+	RotateKey(ctx context.Context, p keys.RotateParams) (*fsm.Key, error)
+	ScheduleDeletion(ctx context.Context, p keys.ScheduleDeletionParams) (*fsm.Key, error)
+	Encrypt(ctx context.Context, p keys.EncryptParams) (keys.CryptoResult, error)
+	Decrypt(ctx context.Context, p keys.DecryptParams) (keys.CryptoResult, error)
+	GenerateDataKey(ctx context.Context, p keys.DataKeyParams) (keys.CryptoResult, error)
+	ReEncrypt(ctx context.Context, p keys.ReEncryptParams) (keys.CryptoResult, error)
+}
+
+// ClusterService is what the API needs of the node; *cluster.Node
+// satisfies it.
+type ClusterService interface {
+	Status(ctx context.Context) (cluster.Status, error)
+	Health(ctx context.Context) cluster.Health
+}
+
+// DefaultMaxPayload is the plaintext limit when Config.MaxPayload is 0.
+const DefaultMaxPayload = 64 << 10
+
+// Body limit derivation: a ciphertext is the plaintext plus its envelope
+// (format, key id, version, salt, nonce and GCM tag: 65 bytes, rounded up
+// here), base64 makes it 4/3 larger, and the rest of the JSON (field
+// names, encryption contexts, associated data) gets a fixed allowance.
+const (
+	ciphertextOverhead = 128
+	jsonOverhead       = 64 << 10
+)
+
+// Config configures the router.
+type Config struct {
+	// Keys serves the key routes. Required.
+	Keys KeyService
+	// Cluster serves /v1/cluster/status and /v1/health. Required.
+	Cluster ClusterService
+	// RootToken is the bearer token required on every /v1 route except
+	// GET /v1/health. Required.
+	RootToken string
+	// Internal, when set, serves /v1/internal/* (node-to-node forwarding)
+	// behind the same token check. It sees the full request path, e.g.
+	// /v1/internal/propose, and reads the body without the API's limit.
+	Internal http.Handler
+	// MaxPayload is the largest plaintext accepted, in bytes; 0 means
+	// DefaultMaxPayload. The request body limit is derived from it.
+	MaxPayload int
+	// Logger receives the request log (Debug) and failures; nil discards.
+	Logger hclog.Logger
+}
+
+// DefaultConfig returns a Config with every optional field at its default.
+func DefaultConfig() Config {
+	return Config{MaxPayload: DefaultMaxPayload}
+}
+
+// Validate reports the first problem of c.
+func (c *Config) Validate() error {
+	switch {
+	case c.Keys == nil:
+		return errors.New("api: config: Keys is required")
+	case c.Cluster == nil:
+		return errors.New("api: config: Cluster is required")
+	case c.RootToken == "":
+		return errors.New("api: config: RootToken is required")
+	case c.MaxPayload < 0:
+		return fmt.Errorf("api: config: MaxPayload %d is negative", c.MaxPayload)
+	}
+	return nil
+}
+
+// server holds what the handlers share. It is immutable once built.
+type server struct {
+	keys       KeyService
+	cluster    ClusterService
+	tokenHash  [sha256.Size]byte
+	maxPayload int
+	maxBody    int64
+	logger     hclog.Logger
+}
+
+// NewRouter validates cfg and returns the API's HTTP handler. It sets
+// gin's process-wide mode to release, which only silences gin's own
+// debug output.
+func NewRouter(cfg Config) (http.Handler, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.MaxPayload == 0 {
+		cfg.MaxPayload = DefaultMaxPayload
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = hclog.NewNullLogger()
+	}
+	s := &server{
+		keys:       cfg.Keys,
+		cluster:    cfg.Cluster,
+		tokenHash:  sha256.Sum256([]byte(cfg.RootToken)),
+		maxPayload: cfg.MaxPayload,
+		maxBody:    int64(base64.StdEncoding.EncodedLen(cfg.MaxPayload+ciphertextOverhead) + jsonOverhead),
+		logger:     cfg.Logger.Named("api"),
+	}
+
+	gin.SetMode(gin.ReleaseMode)
+	e := gin.New()
+	e.HandleMethodNotAllowed = true
+	e.RedirectTrailingSlash = false
+	e.RedirectFixedPath = false
+	e.Use(s.logRequest, s.recoverPanic, s.renderErrors)
+	e.NoRoute(func(c *gin.Context) { c.Error(errRouteNotFound) })
+	e.NoMethod(func(c *gin.Context) { c.Error(errMethodNotAllowed) })
+
+	v1 := e.Group("/v1")
+	v1.GET("/health", s.health)
+
+	authed := v1.Group("", s.authenticate, s.organization)
+	authed.GET("/cluster/status", s.clusterStatus)
+
+	authed.POST("/keys", s.createKey)
+	authed.GET("/keys", s.listKeys)
+	authed.GET("/keys/:id", s.getKey)
+	authed.PATCH("/keys/:id", s.updateKey)
+	authed.GET("/keys/:id/versions", s.keyVersions)
+	authed.POST("/keys/:id/enable", s.lifecycle(s.keys.EnableKey))
+	authed.POST("/keys/:id/disable", s.lifecycle(s.keys.DisableKey))
+	authed.POST("/keys/:id/protect", s.lifecycle(s.keys.ProtectKey))
+	authed.POST("/keys/:id/unprotect", s.lifecycle(s.keys.UnprotectKey))
+	authed.POST("/keys/:id/cancel-deletion", s.lifecycle(s.keys.CancelDeletion))
+	authed.POST("/keys/:id/rotate", s.rotateKey)
+	authed.POST("/keys/:id/schedule-deletion", s.scheduleDeletion)
+
+	authed.POST("/keys/:id/encrypt", s.encrypt)
+	authed.POST("/keys/:id/decrypt", s.decrypt)
+	authed.POST("/keys/:id/generate-data-key", s.generateDataKey)
+	authed.POST("/keys/:id/re-encrypt", s.reEncrypt)
+	authed.POST("/decrypt", s.decrypt)
+	authed.POST("/re-encrypt", s.reEncrypt)
+
+	if cfg.Internal != nil {
+		authed.Any("/internal/*path", gin.WrapH(cfg.Internal))
+	}
+	return e, nil
+}
+
+// orgKey is the gin context key of the caller's organization.
+type orgKey struct{}
+
+// organization decides the caller's organization. Until tenancy lands
+// every caller belongs to the default organization; this middleware is
+// the one place that will map a token to its organization.
+func (s *server) organization(c *gin.Context) {
+	c.Set(orgKey{}, fsm.DefaultOrganization)
+	c.Next()
+}
+
+// org returns the organization set by the organization middleware.
+func org(c *gin.Context) string { return c.GetString(orgKey{}) }
+
+// authenticate requires "Authorization: Bearer <RootToken>". Both sides
+// are hashed first so the comparison is constant-time and length-blind.
+func (s *server) authenticate(c *gin.Context) {
+	scheme, token, _ := strings.Cut(c.GetHeader("Authorization"), " ")
+	got := sha256.Sum256([]byte(strings.TrimSpace(token)))
+	if !strings.EqualFold(scheme, "Bearer") || subtle.ConstantTimeCompare(got[:], s.tokenHash[:]) != 1 {
+		c.Header("WWW-Authenticate", "Bearer")
+		c.Error(errUnauthorized)
+		c.Abort()
+		return
+	}
+	c.Next()
+}
+
+// recoverPanic turns a panic below it into a 500 with the generic
+// message; the panic and its stack go to the log only.
+func (s *server) recoverPanic(c *gin.Context) {
+	defer func() {
+		p := recover()
+		if p == nil {
+			return
+		}
+		if p == http.ErrAbortHandler { // net/http's way to abort a response: let it through
+			panic(p)
+		}
+		s.logger.Error("panic serving request", "method", c.Request.Method, "route", route(c),
+			"panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+		if c.Writer.Written() {
+			c.Abort()
+			return
+		}
+		writeError(c, internalRule.status, internalRule.code, internalRule.message)
+	}()
+	c.Next()
+}
+
+// logRequest logs one Debug line per request: never bodies, headers or
+// query strings, only the route pattern.
+func (s *server) logRequest(c *gin.Context) {
+	start := time.Now()
+	c.Next()
+	s.logger.Debug("request", "method", c.Request.Method, "route", route(c),
+		"status", c.Writer.Status(), "duration", time.Since(start))
+}
+
+// route is the matched route pattern, or a placeholder for unknown paths
+// (whose raw text is not logged).
+func route(c *gin.Context) string {
+	if r := c.FullPath(); r != "" {
+		return r
+	}
+	return "unmatched"
+}

@@ -1,0 +1,232 @@
+// Package wire holds the JSON shapes of Keyzone's HTTP API, shared by the
+// server (package api) and the Go SDK (package client). It imports only the
+// standard library, so the SDK pulls in nothing of the server.
+//
+// Binary fields are []byte and travel as standard base64 with padding.
+// Durations travel as Go duration strings ("720h", "168h0m0s"); timestamps
+// as RFC 3339 with nanoseconds, in UTC.
+package wire
+
+import "time"
+
+// Key is a KMS key's metadata. It never carries key material.
+type Key struct {
+	ID             string         `json:"id"`
+	Organization   string         `json:"organization"`
+	Name           string         `json:"name"`
+	Description    string         `json:"description"`
+	Tags           []string       `json:"tags"` // [] when none, never null
+	Usage          string         `json:"usage"`
+	Algorithm      string         `json:"algorithm"`
+	Origin         string         `json:"origin"`
+	State          string         `json:"state"`
+	Protected      bool           `json:"protected"`
+	RotationPolicy RotationPolicy `json:"rotation_policy"`
+	CurrentVersion uint32         `json:"current_version"`
+	PrimaryZone    string         `json:"primary_zone"`
+	ReplicaZones   []string       `json:"replica_zones"` // [] when none, never null
+	CreatedAt      time.Time      `json:"created_at"`
+	UpdatedAt      time.Time      `json:"updated_at"`
+	// DeletionAt is set only while the key is pending deletion.
+	DeletionAt time.Time `json:"deletion_at,omitzero"`
+	// Revision is the Raft index of the key's last change; send it back
+	// in If-Match to make a change conditional.
+	Revision uint64 `json:"revision"`
+}
+
+// RotationPolicy is a key's automatic rotation schedule as returned by the
+// server.
+type RotationPolicy struct {
+	// RotationPeriod is a Go duration; "" means no automatic rotation.
+	RotationPeriod string `json:"rotation_period"`
+	// NextRotationAt is omitted when there is no automatic rotation.
+	NextRotationAt time.Time `json:"next_rotation_at,omitzero"`
+}
+
+// RotationPolicySpec is the rotation policy a caller asks for.
+type RotationPolicySpec struct {
+	// RotationPeriod is a Go duration; "" or "0s" turns automatic rotation off.
+	RotationPeriod string `json:"rotation_period"`
+}
+
+// KeyVersion describes one version of a key, without its material.
+type KeyVersion struct {
+	Number    uint32    `json:"number"`
+	State     string    `json:"state"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// KeyVersions is the answer of GET /v1/keys/{id}/versions.
+type KeyVersions struct {
+	KeyID          string       `json:"key_id"`
+	CurrentVersion uint32       `json:"current_version"`
+	Versions       []KeyVersion `json:"versions"`
+}
+
+// CreateKeyRequest is the body of POST /v1/keys. Empty usage, algorithm
+// and origin take the server's defaults (symmetric_encryption, aes_256_gcm,
+// keyzone).
+type CreateKeyRequest struct {
+	Name           string             `json:"name"`
+	Description    string             `json:"description,omitempty"`
+	Tags           []string           `json:"tags,omitempty"`
+	Usage          string             `json:"usage,omitempty"`
+	Algorithm      string             `json:"algorithm,omitempty"`
+	Origin         string             `json:"origin,omitempty"`
+	Protected      bool               `json:"protected,omitempty"`
+	RotationPolicy RotationPolicySpec `json:"rotation_policy,omitzero"`
+	ReplicaZones   []string           `json:"replica_zones,omitempty"`
+}
+
+// UpdateKeyRequest is the body of PATCH /v1/keys/{id}. Nil fields are
+// left alone; Tags replaces the whole list.
+type UpdateKeyRequest struct {
+	Name           *string             `json:"name,omitempty"`
+	Description    *string             `json:"description,omitempty"`
+	Tags           *[]string           `json:"tags,omitempty"`
+	RotationPolicy *RotationPolicySpec `json:"rotation_policy,omitempty"`
+}
+
+// ListKeysResponse is one page of GET /v1/keys. NextPageToken is empty on
+// the last page.
+type ListKeysResponse struct {
+	Keys          []Key  `json:"keys"`
+	NextPageToken string `json:"next_page_token"`
+}
+
+// ScheduleDeletionRequest is the (optional) body of
+// POST /v1/keys/{id}/schedule-deletion.
+type ScheduleDeletionRequest struct {
+	// PendingWindow is a Go duration; "" takes the server's default.
+	PendingWindow string `json:"pending_window,omitempty"`
+}
+
+// EncryptRequest is the body of POST /v1/keys/{id}/encrypt. Use either
+// EncryptionContext or AssociatedData, not both; decrypt must present the
+// same.
+type EncryptRequest struct {
+	Plaintext         []byte            `json:"plaintext"`
+	EncryptionContext map[string]string `json:"encryption_context,omitempty"`
+	AssociatedData    []byte            `json:"associated_data,omitempty"`
+}
+
+// EncryptResponse is the answer of an encrypt.
+type EncryptResponse struct {
+	KeyID      string `json:"key_id"`
+	KeyVersion uint32 `json:"key_version"`
+	Ciphertext []byte `json:"ciphertext"`
+}
+
+// DecryptRequest is the body of POST /v1/decrypt and
+// POST /v1/keys/{id}/decrypt.
+type DecryptRequest struct {
+	Ciphertext        []byte            `json:"ciphertext"`
+	EncryptionContext map[string]string `json:"encryption_context,omitempty"`
+	AssociatedData    []byte            `json:"associated_data,omitempty"`
+}
+
+// DecryptResponse is the answer of a decrypt.
+type DecryptResponse struct {
+	KeyID      string `json:"key_id"`
+	KeyVersion uint32 `json:"key_version"`
+	Plaintext  []byte `json:"plaintext"`
+}
+
+// GenerateDataKeyRequest is the body of
+// POST /v1/keys/{id}/generate-data-key.
+type GenerateDataKeyRequest struct {
+	// KeySize is in bits: 128 or 256; 0 means 256.
+	KeySize           int               `json:"key_size,omitempty"`
+	WithoutPlaintext  bool              `json:"without_plaintext,omitempty"`
+	EncryptionContext map[string]string `json:"encryption_context,omitempty"`
+	AssociatedData    []byte            `json:"associated_data,omitempty"`
+}
+
+// GenerateDataKeyResponse carries the data key wrapped under the KMS key
+// and, unless WithoutPlaintext was asked, in plaintext.
+type GenerateDataKeyResponse struct {
+	KeyID      string `json:"key_id"`
+	KeyVersion uint32 `json:"key_version"`
+	Plaintext  []byte `json:"plaintext,omitempty"`
+	Ciphertext []byte `json:"ciphertext"`
+}
+
+// ReEncryptRequest is the body of POST /v1/re-encrypt and
+// POST /v1/keys/{id}/re-encrypt. An empty DestinationKeyID re-encrypts
+// under the current version of the ciphertext's own key.
+type ReEncryptRequest struct {
+	Ciphertext                   []byte            `json:"ciphertext"`
+	EncryptionContext            map[string]string `json:"encryption_context,omitempty"`
+	AssociatedData               []byte            `json:"associated_data,omitempty"`
+	DestinationKeyID             string            `json:"destination_key_id,omitempty"`
+	DestinationEncryptionContext map[string]string `json:"destination_encryption_context,omitempty"`
+	DestinationAssociatedData    []byte            `json:"destination_associated_data,omitempty"`
+}
+
+// ReEncryptResponse is the answer of a re-encrypt: the new ciphertext and
+// the key and version that made it.
+type ReEncryptResponse struct {
+	KeyID      string `json:"key_id"`
+	KeyVersion uint32 `json:"key_version"`
+	Ciphertext []byte `json:"ciphertext"`
+}
+
+// NodeStatus describes one voter of a zone.
+type NodeStatus struct {
+	ID          string `json:"id"`
+	APIAddress  string `json:"api_address"`
+	RaftAddress string `json:"raft_address"`
+	State       string `json:"state"` // leader, follower, or unreachable
+}
+
+// ClusterStatus is the answer of GET /v1/cluster/status: the answering
+// node's view of its zone.
+type ClusterStatus struct {
+	Zone         string       `json:"zone"`
+	NodeID       string       `json:"node_id"`
+	Leader       string       `json:"leader"`
+	Term         uint64       `json:"term"`
+	Nodes        []NodeStatus `json:"nodes"`
+	AppliedIndex uint64       `json:"applied_index"`
+	CommitIndex  uint64       `json:"commit_index"`
+}
+
+// Health is the body of GET /v1/health, sent with 200 when Ready and 503
+// otherwise.
+type Health struct {
+	Live   bool   `json:"live"`
+	Ready  bool   `json:"ready"`
+	Reason string `json:"reason,omitempty"`
+}
+
+// ErrorResponse is the body of every error answer.
+type ErrorResponse struct {
+	Error ErrorBody `json:"error"`
+}
+
+// ErrorBody is a stable, machine-readable Code and a human-readable Message.
+type ErrorBody struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// Error codes the server sends. They are stable: clients may switch on them.
+const (
+	CodeInvalidArgument  = "invalid_argument"
+	CodeUnauthorized     = "unauthorized"
+	CodeNotFound         = "not_found" // no such route
+	CodeMethodNotAllowed = "method_not_allowed"
+	CodeKeyNotFound      = "key_not_found"
+	CodeKeyExists        = "key_exists"
+	CodeRevisionMismatch = "revision_mismatch"
+	CodeVersionConflict  = "version_conflict"
+	CodeKeyProtected     = "key_protected"
+	CodeInvalidState     = "invalid_state"
+	CodeKeyDisabled      = "key_disabled"
+	CodeDecryptFailed    = "decrypt_failed"
+	CodePayloadTooLarge  = "payload_too_large"
+	CodeUnavailable      = "unavailable"
+	CodeTimeout          = "timeout"
+	CodeCanceled         = "canceled"
+	CodeInternal         = "internal"
+)

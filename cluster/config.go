@@ -1,0 +1,148 @@
+package cluster
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/keyzone/keyzone/fsm"
+)
+
+// Config describes one node. Addresses are host:port; a zero port in
+// RaftBind or GossipBind asks the OS for a free one (tests), and the
+// advertised address then follows the bound one.
+type Config struct {
+	NodeID  string
+	Zone    string
+	DataDir string
+
+	RaftBind        string
+	RaftAdvertise   string // defaults to the bound address
+	GossipBind      string
+	GossipAdvertise string // defaults to the bound address
+	// APIAddress is this node's HTTP API base URL (http://host:port),
+	// advertised to the pool so that followers can forward to the leader.
+	APIAddress string
+
+	// Join lists gossip addresses of nodes already in the pool (any zone).
+	Join []string
+	// BootstrapExpect is the number of voters the zone starts with: once
+	// that many nodes of the zone see each other, the one with the
+	// lowest id bootstraps Raft with all of them. 0 never bootstraps
+	// (the node waits to be added by a leader).
+	BootstrapExpect int
+
+	// InternalToken authenticates node-to-node calls (forwarded proposals,
+	// read indexes).
+	InternalToken string
+	// RekID is the fingerprint of the root key this node was given. The
+	// data dir remembers the fingerprint it was written with; a node
+	// started with another root key refuses to start.
+	RekID string
+
+	FSM    *fsm.FSM
+	Logger hclog.Logger
+
+	// Raft tuning. Zero values take DefaultConfig's.
+	HeartbeatTimeout   time.Duration
+	ElectionTimeout    time.Duration
+	LeaderLeaseTimeout time.Duration
+	SnapshotThreshold  uint64
+	SnapshotInterval   time.Duration
+	TrailingLogs       uint64
+	// ApplyTimeout bounds one raft.Apply on the leader.
+	ApplyTimeout time.Duration
+	// LeaderWait bounds how long a proposal waits for a leader to be
+	// known before failing with ErrNoLeader.
+	LeaderWait time.Duration
+	// GossipProfile is "lan" (default) or "local" (loopback dev and
+	// tests: faster failure detection).
+	GossipProfile string
+}
+
+// DefaultConfig returns production timings: raft's defaults, snapshots
+// every 8192 entries or 2 minutes, 10240 trailing logs.
+func DefaultConfig() Config {
+	return Config{
+		HeartbeatTimeout:   time.Second,
+		ElectionTimeout:    time.Second,
+		LeaderLeaseTimeout: 500 * time.Millisecond,
+		SnapshotThreshold:  8192,
+		SnapshotInterval:   2 * time.Minute,
+		TrailingLogs:       10240,
+		ApplyTimeout:       10 * time.Second,
+		LeaderWait:         5 * time.Second,
+		GossipProfile:      "lan",
+	}
+}
+
+// Validate checks that the config can start a node.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.NodeID == "" {
+		errs = append(errs, errors.New("node id is required"))
+	}
+	if c.Zone == "" {
+		errs = append(errs, errors.New("zone is required"))
+	}
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("data dir is required"))
+	}
+	for name, addr := range map[string]string{"raft bind": c.RaftBind, "gossip bind": c.GossipBind} {
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			errs = append(errs, fmt.Errorf("%s address %q: %w", name, addr, err))
+		}
+	}
+	if c.APIAddress == "" {
+		errs = append(errs, errors.New("api address is required"))
+	}
+	if c.BootstrapExpect < 0 {
+		errs = append(errs, errors.New("bootstrap-expect must not be negative"))
+	}
+	if c.FSM == nil {
+		errs = append(errs, errors.New("fsm is required"))
+	}
+	if c.RekID == "" {
+		errs = append(errs, errors.New("root key id is required"))
+	}
+	if c.GossipProfile != "" && c.GossipProfile != "lan" && c.GossipProfile != "local" {
+		errs = append(errs, fmt.Errorf("gossip profile %q: want lan or local", c.GossipProfile))
+	}
+	return errors.Join(errs...)
+}
+
+func (c *Config) withDefaults() {
+	d := DefaultConfig()
+	if c.HeartbeatTimeout == 0 {
+		c.HeartbeatTimeout = d.HeartbeatTimeout
+	}
+	if c.ElectionTimeout == 0 {
+		c.ElectionTimeout = d.ElectionTimeout
+	}
+	if c.LeaderLeaseTimeout == 0 {
+		c.LeaderLeaseTimeout = d.LeaderLeaseTimeout
+	}
+	if c.SnapshotThreshold == 0 {
+		c.SnapshotThreshold = d.SnapshotThreshold
+	}
+	if c.SnapshotInterval == 0 {
+		c.SnapshotInterval = d.SnapshotInterval
+	}
+	if c.TrailingLogs == 0 {
+		c.TrailingLogs = d.TrailingLogs
+	}
+	if c.ApplyTimeout == 0 {
+		c.ApplyTimeout = d.ApplyTimeout
+	}
+	if c.LeaderWait == 0 {
+		c.LeaderWait = d.LeaderWait
+	}
+	if c.GossipProfile == "" {
+		c.GossipProfile = d.GossipProfile
+	}
+	if c.Logger == nil {
+		c.Logger = hclog.NewNullLogger()
+	}
+}

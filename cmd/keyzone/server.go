@@ -1,0 +1,175 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/keyzone/keyzone/cluster"
+	kzcrypto "github.com/keyzone/keyzone/crypto"
+	"github.com/keyzone/keyzone/keys"
+	"github.com/keyzone/keyzone/server"
+	"github.com/spf13/cobra"
+)
+
+type serverFlags struct {
+	nodeID, zone, dataDir                      string
+	apiAddr, apiAdvertise                      string
+	raftAddr, raftAdvertise                    string
+	gossipAddr, gossipAdvertise, gossipProfile string
+	join                                       []string
+	bootstrapExpect                            int
+	rootKeyFile, rootToken, rootTokenFile      string
+	logLevel                                   string
+	logJSON                                    bool
+	maxPayload                                 int
+	minDeletion, maxDeletion, defaultDeletion  time.Duration
+	minRotation                                time.Duration
+	snapshotThreshold, trailingLogs            uint64
+	snapshotInterval                           time.Duration
+}
+
+func newServerCommand() *cobra.Command {
+	var f serverFlags
+	cmd := &cobra.Command{
+		Use:   "server",
+		Short: "Run a Keyzone node (flags may also be set as KEYZONE_<FLAG>)",
+		Long: `Run a Keyzone node: an API server, a Raft voter of its zone and a gossip member.
+
+Every flag can also be set in the environment as KEYZONE_<FLAG> (upper case,
+dashes as underscores), e.g. KEYZONE_NODE_ID. The root key is read from
+--root-key-file or KEYZONE_ROOT_KEY (base64 of 32 bytes); it is never stored.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := bindEnv(cmd); err != nil {
+				return err
+			}
+			return runServer(cmd.Context(), f)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.nodeID, "node-id", "", "unique id of this node (required; a replaced node needs a new id)")
+	fl.StringVar(&f.zone, "zone", "zone-a", "zone this node belongs to")
+	fl.StringVar(&f.dataDir, "data-dir", "", "directory for the Raft log, snapshots and node identity (required)")
+	fl.StringVar(&f.apiAddr, "api-addr", "127.0.0.1:8200", "host:port the HTTP API listens on")
+	fl.StringVar(&f.apiAdvertise, "api-advertise", "", "base URL other nodes reach the API on (default http://<api-addr>)")
+	fl.StringVar(&f.raftAddr, "raft-addr", "127.0.0.1:8300", "host:port Raft listens on")
+	fl.StringVar(&f.raftAdvertise, "raft-advertise", "", "host:port other nodes reach Raft on (default: the bound address)")
+	fl.StringVar(&f.gossipAddr, "gossip-addr", "127.0.0.1:8400", "host:port the gossip pool listens on (TCP and UDP)")
+	fl.StringVar(&f.gossipAdvertise, "gossip-advertise", "", "host:port other nodes reach gossip on (default: the bound address)")
+	fl.StringVar(&f.gossipProfile, "gossip-profile", "lan", "gossip timings: lan, or local for loopback")
+	fl.StringSliceVar(&f.join, "join", nil, "gossip addresses of nodes to join (repeatable or comma-separated)")
+	fl.IntVar(&f.bootstrapExpect, "bootstrap-expect", 3, "voters the zone starts with; 0 waits to be added by a leader")
+	fl.StringVar(&f.rootKeyFile, "root-key-file", "", "file holding the root key, base64 of 32 bytes (or set KEYZONE_ROOT_KEY)")
+	fl.StringVar(&f.rootToken, "root-token", "", "bearer token of the API (prefer --root-token-file or KEYZONE_ROOT_TOKEN)")
+	fl.StringVar(&f.rootTokenFile, "root-token-file", "", "file holding the API's bearer token")
+	fl.StringVar(&f.logLevel, "log-level", "info", "trace, debug, info, warn or error")
+	fl.BoolVar(&f.logJSON, "log-json", false, "log as JSON lines")
+	d := keys.DefaultConfig()
+	fl.IntVar(&f.maxPayload, "max-payload", d.MaxPayload, "largest plaintext accepted, in bytes")
+	fl.DurationVar(&f.minDeletion, "min-deletion-window", d.MinDeletionWindow, "shortest pending window of schedule-deletion")
+	fl.DurationVar(&f.maxDeletion, "max-deletion-window", d.MaxDeletionWindow, "longest pending window of schedule-deletion")
+	fl.DurationVar(&f.defaultDeletion, "default-deletion-window", d.DefaultDeletionWindow, "pending window when a request gives none")
+	fl.DurationVar(&f.minRotation, "min-rotation-period", d.MinRotationPeriod, "shortest automatic rotation period")
+	c := cluster.DefaultConfig()
+	fl.Uint64Var(&f.snapshotThreshold, "snapshot-threshold", c.SnapshotThreshold, "log entries between Raft snapshots")
+	fl.DurationVar(&f.snapshotInterval, "snapshot-interval", c.SnapshotInterval, "how often Raft checks whether to snapshot")
+	fl.Uint64Var(&f.trailingLogs, "trailing-logs", c.TrailingLogs, "log entries kept after a snapshot")
+	return cmd
+}
+
+func runServer(ctx context.Context, f serverFlags) error {
+	logger, err := newLogger(f.logLevel, f.logJSON)
+	if err != nil {
+		return err
+	}
+	rek, err := loadRootKey(f.rootKeyFile)
+	if err != nil {
+		return err
+	}
+	token, err := loadRootToken(f.rootToken, f.rootTokenFile)
+	if err != nil {
+		return err
+	}
+	if f.nodeID == "" || f.dataDir == "" {
+		return errors.New("--node-id and --data-dir are required")
+	}
+	cfg := server.Config{
+		Cluster: cluster.Config{
+			NodeID: f.nodeID, Zone: f.zone, DataDir: f.dataDir,
+			RaftBind: f.raftAddr, RaftAdvertise: f.raftAdvertise,
+			GossipBind: f.gossipAddr, GossipAdvertise: f.gossipAdvertise, GossipProfile: f.gossipProfile,
+			Join: f.join, BootstrapExpect: f.bootstrapExpect,
+			SnapshotThreshold: f.snapshotThreshold, SnapshotInterval: f.snapshotInterval, TrailingLogs: f.trailingLogs,
+		},
+		Keys: keys.Config{
+			REK: rek, MaxPayload: f.maxPayload,
+			MinDeletionWindow: f.minDeletion, MaxDeletionWindow: f.maxDeletion, DefaultDeletionWindow: f.defaultDeletion,
+			MinRotationPeriod: f.minRotation,
+		},
+		APIBind:      f.apiAddr,
+		APIAdvertise: f.apiAdvertise,
+		RootToken:    token,
+		Logger:       logger,
+	}
+	srv, err := server.Start(cfg)
+	if err != nil {
+		return err
+	}
+	waitForSignal(ctx)
+	logger.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	return srv.Shutdown(sctx)
+}
+
+func waitForSignal(ctx context.Context) {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	<-ctx.Done()
+}
+
+// loadRootKey reads the REK from a file, else from KEYZONE_ROOT_KEY.
+func loadRootKey(file string) (*kzcrypto.REK, error) {
+	var b64 string
+	switch {
+	case file != "":
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return nil, fmt.Errorf("root key: %w", err)
+		}
+		b64 = string(b)
+	case os.Getenv("KEYZONE_ROOT_KEY") != "":
+		b64 = os.Getenv("KEYZONE_ROOT_KEY")
+	default:
+		return nil, errors.New("root key: give --root-key-file or KEYZONE_ROOT_KEY (base64 of 32 random bytes, e.g. `head -c32 /dev/urandom | base64`)")
+	}
+	rek, err := kzcrypto.ParseREK(b64)
+	if err != nil {
+		return nil, fmt.Errorf("root key: %w", err)
+	}
+	return rek, nil
+}
+
+func loadRootToken(token, file string) (string, error) {
+	if file != "" {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return "", fmt.Errorf("root token: %w", err)
+		}
+		token = strings.TrimSpace(string(b))
+	}
+	if len(token) < 16 {
+		return "", errors.New("root token: give --root-token-file, --root-token or KEYZONE_ROOT_TOKEN, at least 16 characters")
+	}
+	return token, nil
+}
+

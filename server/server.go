@@ -1,0 +1,191 @@
+// Package server assembles one Keyzone node from its parts: the state
+// machine, the Raft/gossip node, the key service and the HTTP API. It is
+// the composition root shared by `keyzone server`, `keyzone dev` and the
+// in-process test clusters, so that all three run the same wiring.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/keyzone/keyzone/api"
+	"github.com/keyzone/keyzone/cluster"
+	"github.com/keyzone/keyzone/fsm"
+	"github.com/keyzone/keyzone/keys"
+)
+
+// Config is everything one node needs. Cluster.FSM, Cluster.APIAddress,
+// Cluster.InternalToken, Cluster.RekID and Keys' REK/FSM/Proposer/Zone are
+// filled in by Start.
+type Config struct {
+	Cluster cluster.Config
+	Keys    keys.Config
+	// APIBind is the host:port the HTTP API listens on (port 0: any free).
+	APIBind string
+	// APIAdvertise is the base URL other nodes reach this API on; it
+	// defaults to http://<bound address>.
+	APIAdvertise string
+	// RootToken is the bearer token of every API call until tenancy.
+	RootToken string
+	Logger    hclog.Logger
+}
+
+// Server is a running node.
+type Server struct {
+	cfg      Config
+	logger   hclog.Logger
+	listener net.Listener
+	http     *http.Server
+	fsm      *fsm.FSM
+	node     *cluster.Node
+	keys     *keys.Service
+	apiURL   string
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	once   sync.Once
+	err    error
+}
+
+// Compile-time checks that the parts fit the interfaces their consumers
+// declare.
+var (
+	_ keys.Proposer      = (*cluster.Node)(nil)
+	_ api.KeyService     = (*keys.Service)(nil)
+	_ api.ClusterService = (*cluster.Node)(nil)
+)
+
+// Start opens the data dir, starts Raft, the gossip pool, the leader
+// tasks and the API, and returns once the API listens. The zone may not
+// have a leader yet.
+func Start(cfg Config) (*Server, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = hclog.NewNullLogger()
+	}
+	if cfg.RootToken == "" {
+		return nil, errors.New("root token is required")
+	}
+	if cfg.Keys.REK == nil {
+		return nil, errors.New("root key is required")
+	}
+	ln, err := net.Listen("tcp", cfg.APIBind)
+	if err != nil {
+		return nil, fmt.Errorf("listen for api on %s: %w", cfg.APIBind, err)
+	}
+	s := &Server{cfg: cfg, logger: cfg.Logger, listener: ln}
+	s.apiURL = cfg.APIAdvertise
+	if s.apiURL == "" {
+		s.apiURL = "http://" + ln.Addr().String()
+	}
+	if err := s.start(); err != nil {
+		ln.Close()
+		if s.node != nil {
+			s.node.Shutdown()
+		}
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Server) start() error {
+	s.fsm = fsm.New(s.cfg.Logger)
+
+	cc := s.cfg.Cluster
+	cc.FSM = s.fsm
+	cc.Logger = s.cfg.Logger
+	cc.APIAddress = s.apiURL
+	cc.InternalToken = s.cfg.RootToken
+	cc.RekID = s.cfg.Keys.REK.ID()
+	node, err := cluster.Open(cc)
+	if err != nil {
+		return err
+	}
+	s.node = node
+
+	kc := s.cfg.Keys
+	kc.Zone = cc.Zone
+	kc.FSM = s.fsm
+	kc.Proposer = node
+	kc.Logger = s.cfg.Logger
+	svc, err := keys.New(kc)
+	if err != nil {
+		return err
+	}
+	s.keys = svc
+	node.OnLeader(svc.LeaderTask)
+
+	router, err := api.NewRouter(api.Config{
+		Keys:       svc,
+		Cluster:    node,
+		RootToken:  s.cfg.RootToken,
+		Internal:   node.InternalHandler(),
+		MaxPayload: kc.MaxPayload,
+		Logger:     s.cfg.Logger,
+	})
+	if err != nil {
+		return err
+	}
+	s.http = &http.Server{
+		Handler:           router,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          s.cfg.Logger.Named("http").StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
+	}
+	var ctx context.Context
+	ctx, s.cancel = context.WithCancel(context.Background())
+	s.wg.Add(2)
+	go func() {
+		defer s.wg.Done()
+		if err := s.http.Serve(s.listener); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.logger.Error("api server stopped", "error", err)
+		}
+	}()
+	go func() {
+		defer s.wg.Done()
+		svc.Run(ctx)
+	}()
+	if err := node.Start(); err != nil {
+		return err
+	}
+	s.logger.Info("node started", "node", cc.NodeID, "zone", cc.Zone, "api", s.apiURL,
+		"raft", node.RaftAddress(), "gossip", node.GossipAddress())
+	return nil
+}
+
+// APIAddress is the base URL of this node's API.
+func (s *Server) APIAddress() string { return s.apiURL }
+
+// Node is the node's cluster membership.
+func (s *Server) Node() *cluster.Node { return s.node }
+
+// FSM is the node's replicated state.
+func (s *Server) FSM() *fsm.FSM { return s.fsm }
+
+// Keys is the node's key service.
+func (s *Server) Keys() *keys.Service { return s.keys }
+
+// Shutdown stops accepting requests, lets running ones finish until ctx
+// is done, then leaves the cluster and closes the data dir.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.once.Do(func() {
+		var errs []error
+		if err := s.http.Shutdown(ctx); err != nil {
+			errs = append(errs, err)
+			s.http.Close()
+		}
+		s.cancel()
+		errs = append(errs, s.node.Shutdown())
+		s.wg.Wait()
+		s.err = errors.Join(errs...)
+	})
+	return s.err
+}

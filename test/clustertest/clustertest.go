@@ -1,0 +1,287 @@
+// Package clustertest starts real Keyzone zones in-process for tests:
+// every node runs real Raft over loopback TCP, real BoltDB files in a
+// temporary directory, the real gossip pool and the real HTTP API, wired
+// exactly as `keyzone server` wires them.
+package clustertest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/keyzone/keyzone/cluster"
+	kzcrypto "github.com/keyzone/keyzone/crypto"
+	"github.com/keyzone/keyzone/keys"
+	"github.com/keyzone/keyzone/server"
+)
+
+// Options tune a test zone. Zero values take test-friendly defaults:
+// fast elections, deletion windows from one second, rotation periods
+// from one second, a scheduler tick of 50 ms.
+type Options struct {
+	Zone              string
+	SnapshotThreshold uint64
+	TrailingLogs      uint64
+	// Keys overrides parts of the key service config (REK, FSM, Proposer
+	// are always set by the helper).
+	Keys keys.Config
+	// Verbose sends node logs to t.Log at debug level.
+	Verbose bool
+}
+
+// Node is one node of a test zone.
+type Node struct {
+	ID  string
+	Dir string
+
+	mu      sync.Mutex
+	srv     *server.Server
+	cfg     server.Config
+	stopped bool
+}
+
+// Server returns the running server (nil while stopped).
+func (n *Node) Server() *server.Server {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.srv
+}
+
+// Addr is the node's API base URL (stable across restarts).
+func (n *Node) Addr() string { return n.cfg.APIAdvertise }
+
+// Cluster is a test zone.
+type Cluster struct {
+	t      testing.TB
+	Token  string
+	REK    *kzcrypto.REK
+	Nodes  []*Node
+	logger hclog.Logger
+}
+
+// New starts a zone of n nodes that bootstrap through the gossip pool
+// with bootstrap-expect n, and waits until every node knows the leader.
+// The zone is shut down when the test ends.
+func New(t testing.TB, n int, opts Options) *Cluster {
+	t.Helper()
+	if opts.Zone == "" {
+		opts.Zone = "zone-a"
+	}
+	raw := make([]byte, 32)
+	if _, err := rand.Read(raw); err != nil {
+		t.Fatal(err)
+	}
+	rek, err := kzcrypto.NewREK(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := make([]byte, 16)
+	rand.Read(tok)
+	c := &Cluster{t: t, Token: "kz_test_" + hex.EncodeToString(tok), REK: rek}
+	c.logger = hclog.NewNullLogger()
+	if opts.Verbose {
+		c.logger = hclog.New(&hclog.LoggerOptions{Level: hclog.Debug, Output: testWriter{t}})
+	}
+	base := t.TempDir()
+	var join []string
+	for i := 1; i <= n; i++ {
+		id := fmt.Sprintf("%s-node%d", opts.Zone, i)
+		node := &Node{ID: id, Dir: filepath.Join(base, id)}
+		node.cfg = c.serverConfig(opts, node, n, join)
+		srv, err := server.Start(node.cfg)
+		if err != nil {
+			c.Shutdown()
+			t.Fatalf("start %s: %v", id, err)
+		}
+		node.srv = srv
+		// Pin the ports the OS chose, so that a restart comes back on
+		// the addresses its peers know.
+		node.cfg.APIBind = trimScheme(srv.APIAddress())
+		node.cfg.APIAdvertise = srv.APIAddress()
+		node.cfg.Cluster.RaftBind = srv.Node().RaftAddress()
+		node.cfg.Cluster.GossipBind = srv.Node().GossipAddress()
+		c.Nodes = append(c.Nodes, node)
+		join = []string{srv.Node().GossipAddress()}
+	}
+	t.Cleanup(c.Shutdown)
+	c.WaitReady(30 * time.Second)
+	return c
+}
+
+func (c *Cluster) serverConfig(opts Options, node *Node, expect int, join []string) server.Config {
+	cc := cluster.DefaultConfig()
+	cc.NodeID, cc.Zone, cc.DataDir = node.ID, opts.Zone, node.Dir
+	cc.RaftBind, cc.GossipBind = "127.0.0.1:0", "127.0.0.1:0"
+	cc.GossipProfile = "local"
+	cc.Join = join
+	cc.BootstrapExpect = expect
+	cc.HeartbeatTimeout = 300 * time.Millisecond
+	cc.ElectionTimeout = 300 * time.Millisecond
+	cc.LeaderLeaseTimeout = 150 * time.Millisecond
+	cc.LeaderWait = 10 * time.Second
+	if opts.SnapshotThreshold != 0 {
+		cc.SnapshotThreshold = opts.SnapshotThreshold
+		cc.SnapshotInterval = 200 * time.Millisecond
+	}
+	if opts.TrailingLogs != 0 {
+		cc.TrailingLogs = opts.TrailingLogs
+	}
+	kc := opts.Keys
+	kc.REK = c.REK
+	if kc.MinDeletionWindow == 0 {
+		kc.MinDeletionWindow = time.Second
+	}
+	if kc.MaxDeletionWindow == 0 {
+		kc.MaxDeletionWindow = 30 * 24 * time.Hour
+	}
+	if kc.DefaultDeletionWindow == 0 {
+		kc.DefaultDeletionWindow = 7 * 24 * time.Hour
+	}
+	if kc.MinRotationPeriod == 0 {
+		kc.MinRotationPeriod = time.Second
+	}
+	if kc.TickInterval == 0 {
+		kc.TickInterval = 50 * time.Millisecond
+	}
+	return server.Config{
+		Cluster:   cc,
+		Keys:      kc,
+		APIBind:   "127.0.0.1:0",
+		RootToken: c.Token,
+		Logger:    c.logger.Named(node.ID),
+	}
+}
+
+// WaitReady waits until every running node is ready (knows a leader it
+// heard from recently).
+func (c *Cluster) WaitReady(timeout time.Duration) {
+	c.t.Helper()
+	WaitFor(c.t, timeout, "every node ready", func() bool {
+		for _, n := range c.Nodes {
+			s := n.Server()
+			if s != nil && !s.Node().Health(context.Background()).Ready {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// Leader waits for and returns the node that leads the zone.
+func (c *Cluster) Leader() *Node {
+	c.t.Helper()
+	var leader *Node
+	WaitFor(c.t, 20*time.Second, "a leader", func() bool {
+		for _, n := range c.Nodes {
+			if s := n.Server(); s != nil && s.Node().IsLeader() {
+				leader = n
+				return true
+			}
+		}
+		return false
+	})
+	return leader
+}
+
+// Followers returns the running nodes that are not the leader.
+func (c *Cluster) Followers() []*Node {
+	c.t.Helper()
+	leader := c.Leader()
+	var out []*Node
+	for _, n := range c.Nodes {
+		if n != leader && n.Server() != nil {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// Stop shuts a node down (its data dir stays).
+func (c *Cluster) Stop(n *Node) {
+	c.t.Helper()
+	n.mu.Lock()
+	srv := n.srv
+	n.srv = nil
+	n.mu.Unlock()
+	if srv == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		c.t.Logf("shutdown %s: %v", n.ID, err)
+	}
+}
+
+// Restart starts a stopped node again from its data dir, on the same
+// addresses, joining the running nodes.
+func (c *Cluster) Restart(n *Node) {
+	c.t.Helper()
+	cfg := n.cfg
+	cfg.Cluster.Join = nil
+	for _, o := range c.Nodes {
+		if o != n {
+			cfg.Cluster.Join = append(cfg.Cluster.Join, o.cfg.Cluster.GossipBind)
+		}
+	}
+	var srv *server.Server
+	var err error
+	// The OS may hold the old ports a moment after the shutdown.
+	WaitFor(c.t, 10*time.Second, "restart of "+n.ID, func() bool {
+		srv, err = server.Start(cfg)
+		return err == nil
+	})
+	n.mu.Lock()
+	n.srv = srv
+	n.mu.Unlock()
+}
+
+// Shutdown stops every node.
+func (c *Cluster) Shutdown() {
+	var wg sync.WaitGroup
+	for _, n := range c.Nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.Stop(n)
+		}()
+	}
+	wg.Wait()
+}
+
+// WaitFor polls cond until it holds or the timeout passes, then fails the
+// test naming what it waited for.
+func WaitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		if cond() {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func trimScheme(u string) string {
+	const p = "http://"
+	if len(u) > len(p) && u[:len(p)] == p {
+		return u[len(p):]
+	}
+	return u
+}
+
+type testWriter struct{ t testing.TB }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(string(p))
+	return len(p), nil
+}

@@ -6,10 +6,10 @@ import "errors"
 // unknown outcome: the command may or may not have been committed, so
 // callers retry only idempotent commands.
 var (
-	ErrNoLeader       = errors.New("cluster: no leader")
-	ErrTimeout        = errors.New("cluster: timed out waiting for raft")
+	ErrNoLeader             = errors.New("cluster: no leader")
+	ErrTimeout              = errors.New("cluster: timed out waiting for raft")
 	ErrLeadershipLost error = outcomeUnknownError("cluster: leadership lost while committing")
-	ErrShutdown       = errors.New("cluster: node is shutting down")
+	ErrShutdown             = errors.New("cluster: node is shutting down")
 )
 
 // NodeStatus describes one voter of the zone.

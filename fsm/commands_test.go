@@ -80,7 +80,7 @@ func commandCases() []commandCase {
 
 	return []commandCase{
 		{
-			name: "CreateKey",
+			name:  "CreateKey",
 			setup: setup(),
 			cmd:   step{CmdCreateKey, withToken(createKey("k1", orgA), "tok-1", t0+day)},
 			check: func(t *testing.T, f *FSM, res Result, index uint64) {

@@ -134,7 +134,7 @@ func TestFSM_Snapshot_Format(t *testing.T) {
 	var types []string
 	for _, l := range lines[1:] {
 		var rec struct {
-			Type string          `json:"type"`
+			Type string `json:"type"`
 			Key  struct{ ID string }
 		}
 		if err := json.Unmarshal([]byte(l), &rec); err != nil {

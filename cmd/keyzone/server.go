@@ -172,4 +172,3 @@ func loadRootToken(token, file string) (string, error) {
 	}
 	return token, nil
 }
-

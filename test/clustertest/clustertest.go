@@ -202,6 +202,9 @@ func (c *Cluster) Followers() []*Node {
 	return out
 }
 
+// ServerConfig returns the config the node runs with (addresses pinned).
+func (c *Cluster) ServerConfig(n *Node) server.Config { return n.cfg }
+
 // Stop shuts a node down (its data dir stays).
 func (c *Cluster) Stop(n *Node) {
 	c.t.Helper()

@@ -1,0 +1,257 @@
+// Package client is the Go SDK of Keyzone's HTTP API. Each method mirrors
+// one route and speaks the DTOs of package wire; API errors come back as
+// *Error with the HTTP status and the server's stable code.
+//
+//	c, err := client.New("http://127.0.0.1:8200", token)
+//	k, err := c.CreateKey(ctx, wire.CreateKeyRequest{Name: "orders"})
+//	enc, err := c.Encrypt(ctx, k.ID, wire.EncryptRequest{Plaintext: data})
+//	dec, err := c.Decrypt(ctx, wire.DecryptRequest{Ciphertext: enc.Ciphertext})
+//
+// A Client is safe for concurrent use and keeps connections alive.
+package client
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/keyzone/keyzone/api/wire"
+)
+
+// DefaultTimeout bounds each call unless WithTimeout says otherwise.
+const DefaultTimeout = 30 * time.Second
+
+// maxErrorBody caps how much of an error answer is read.
+const maxErrorBody = 64 << 10
+
+// Client calls one Keyzone node.
+type Client struct {
+	base    *url.URL
+	token   string
+	hc      *http.Client
+	timeout time.Duration
+}
+
+// Option configures a Client.
+type Option func(*Client)
+
+// WithHTTPClient sends requests through hc (for TLS settings, proxies or
+// tests) instead of the Client's own keep-alive client.
+func WithHTTPClient(hc *http.Client) Option {
+	return func(c *Client) { c.hc = hc }
+}
+
+// WithTimeout bounds each call, on top of its context's deadline; 0 means
+// no bound but the context's.
+func WithTimeout(d time.Duration) Option {
+	return func(c *Client) { c.timeout = d }
+}
+
+// New returns a client of the node at addr ("http://host:port" or
+// "https://host:port"; a bare "host:port" means http) that authenticates
+// with token. An empty token sends no Authorization header (enough for
+// Health only).
+func New(addr, token string, opts ...Option) (*Client, error) {
+	if addr == "" {
+		return nil, errors.New("keyzone: empty address")
+	}
+	if !strings.Contains(addr, "://") {
+		addr = "http://" + addr
+	}
+	u, err := url.Parse(addr)
+	if err != nil {
+		return nil, fmt.Errorf("keyzone: address %q: %w", addr, err)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return nil, fmt.Errorf("keyzone: address %q: scheme must be http or https", addr)
+	}
+	if u.Host == "" {
+		return nil, fmt.Errorf("keyzone: address %q: no host", addr)
+	}
+	u.Path = strings.TrimRight(u.Path, "/")
+	u.RawQuery, u.Fragment = "", ""
+	c := &Client{base: u, token: token, timeout: DefaultTimeout}
+	for _, o := range opts {
+		o(c)
+	}
+	if c.hc == nil {
+		c.hc = &http.Client{Transport: newTransport()}
+	}
+	return c, nil
+}
+
+// newTransport is http.DefaultTransport's settings with more idle
+// connections per host, since a client talks to one node.
+func newTransport() *http.Transport {
+	return &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		ForceAttemptHTTP2:     true,
+		MaxIdleConns:          100,
+		MaxIdleConnsPerHost:   32,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ExpectContinueTimeout: 1 * time.Second,
+	}
+}
+
+// Error is an error answer of the API.
+type Error struct {
+	StatusCode int    // HTTP status
+	Code       string // stable code such as "key_not_found"; "" if the answer was not Keyzone's
+	Message    string
+	// RetryAfter is the server's Retry-After hint (on 503), or 0.
+	RetryAfter time.Duration
+}
+
+func (e *Error) Error() string {
+	if e.Code == "" {
+		return fmt.Sprintf("keyzone: %d: %s", e.StatusCode, e.Message)
+	}
+	return fmt.Sprintf("keyzone: %d %s: %s", e.StatusCode, e.Code, e.Message)
+}
+
+// CallOption adjusts one call.
+type CallOption func(*callOptions)
+
+type callOptions struct {
+	ifMatch        uint64
+	idempotencyKey string
+	stale          bool
+}
+
+// IfMatch makes a lifecycle call or update conditional on the key's
+// revision: the server answers 412 revision_mismatch if it changed.
+func IfMatch(revision uint64) CallOption {
+	return func(o *callOptions) { o.ifMatch = revision }
+}
+
+// IdempotencyKey makes CreateKey or RotateKey safe to retry: a repeat
+// with the same key within 24 hours returns the first result.
+func IdempotencyKey(key string) CallOption {
+	return func(o *callOptions) { o.idempotencyKey = key }
+}
+
+// Stale lets GetKey and KeyVersions read the answering node's local state
+// instead of the leader's.
+func Stale() CallOption {
+	return func(o *callOptions) { o.stale = true }
+}
+
+// do sends one request. in, when not nil, is sent as JSON; out, when not
+// nil, receives the JSON answer of a 2xx. okStatus lists extra non-2xx
+// statuses whose body is decoded into out rather than returned as *Error.
+func (c *Client) do(ctx context.Context, method, path string, query url.Values, in, out any, opts []CallOption, okStatus ...int) error {
+	var o callOptions
+	for _, f := range opts {
+		f(&o)
+	}
+	if o.stale {
+		if query == nil {
+			query = url.Values{}
+		}
+		query.Set("stale", "true")
+	}
+	// path is already escaped (see keyPath); base has no query.
+	target := c.base.String() + path
+	if q := query.Encode(); q != "" {
+		target += "?" + q
+	}
+
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return fmt.Errorf("keyzone: encode request: %w", err)
+		}
+		body = bytes.NewReader(b)
+	}
+	if c.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.timeout)
+		defer cancel()
+	}
+	req, err := http.NewRequestWithContext(ctx, method, target, body)
+	if err != nil {
+		return fmt.Errorf("keyzone: %w", err)
+	}
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("User-Agent", "keyzone-go-client")
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	if o.ifMatch != 0 {
+		req.Header.Set("If-Match", strconv.Quote(strconv.FormatUint(o.ifMatch, 10)))
+	}
+	if o.idempotencyKey != "" {
+		req.Header.Set("Idempotency-Key", o.idempotencyKey)
+	}
+
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("keyzone: %s %s: %w", method, path, err)
+	}
+	defer func() {
+		// Drain a little so the connection can be reused.
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
+		resp.Body.Close()
+	}()
+	ok := resp.StatusCode >= 200 && resp.StatusCode < 300
+	for _, s := range okStatus {
+		ok = ok || resp.StatusCode == s
+	}
+	if !ok {
+		return decodeError(resp)
+	}
+	if out == nil {
+		return nil
+	}
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return fmt.Errorf("keyzone: %s %s: decode answer: %w", method, path, err)
+	}
+	return nil
+}
+
+// decodeError builds the *Error of a non-2xx answer, whether or not its
+// body is Keyzone's JSON error.
+func decodeError(resp *http.Response) error {
+	e := &Error{StatusCode: resp.StatusCode}
+	if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && s > 0 {
+		e.RetryAfter = time.Duration(s) * time.Second
+	}
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
+	var er wire.ErrorResponse
+	if json.Unmarshal(b, &er) == nil && er.Error.Code != "" {
+		e.Code, e.Message = er.Error.Code, er.Error.Message
+		return e
+	}
+	e.Message = strings.TrimSpace(string(b))
+	if e.Message == "" || len(e.Message) > 200 {
+		e.Message = http.StatusText(resp.StatusCode)
+	}
+	return e
+}
+
+// keyPath is /v1/keys/{id}[/suffix] with id escaped.
+func keyPath(id, suffix string) (string, error) {
+	if id == "" {
+		return "", errors.New("keyzone: empty key id")
+	}
+	p := "/v1/keys/" + url.PathEscape(id)
+	if suffix != "" {
+		p += "/" + suffix
+	}
+	return p, nil
+}

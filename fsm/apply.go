@@ -3,6 +3,7 @@ package fsm
 import (
 	"fmt"
 	"strings"
+	"unique"
 )
 
 // Operation names carried by TransitionError.Op.
@@ -93,6 +94,32 @@ func nonNil[T any](s []T) []T {
 		return []T{}
 	}
 	return s
+}
+
+// intern returns the canonical copy of a low-cardinality string, so that
+// many keys share one copy of their organization, usage, zone, REK id or
+// tag instead of one per decoded command. Values are unchanged.
+func intern(s string) string { return unique.Make(s).Value() }
+
+// internKey interns k's low-cardinality strings in place. k must not be
+// shared yet (a key being created or restored).
+func internKey(k *Key) {
+	k.Organization = intern(k.Organization)
+	k.Usage = intern(k.Usage)
+	k.Algorithm = intern(k.Algorithm)
+	k.Origin = intern(k.Origin)
+	k.PrimaryZone = intern(k.PrimaryZone)
+	internAll(k.Tags)
+	internAll(k.ReplicaZones)
+	for i := range k.Versions {
+		k.Versions[i].RekID = intern(k.Versions[i].RekID)
+	}
+}
+
+func internAll(ss []string) {
+	for i, s := range ss {
+		ss[i] = intern(s)
+	}
 }
 
 // validatePolicy checks a rotation policy given at now and returns it with
@@ -212,6 +239,7 @@ func applyCreateKey(s *state, index uint64, p *CreateKeyV1) Result {
 		k.CurrentVersion = 1
 		k.State = KeyStateEnabled
 	}
+	internKey(k)
 	x := s.byOrg[k.Organization]
 	if x == nil {
 		x = &idIndex{}
@@ -252,7 +280,8 @@ func applyUpdateKey(s *state, index uint64, p *UpdateKeyV1) Result {
 		c.Description = *p.Description
 	}
 	if p.Tags != nil {
-		c.Tags = nonNil(*p.Tags)
+		c.Tags = nonNil(*p.Tags) // the decoded payload is ours to keep
+		internAll(c.Tags)
 	}
 	return s.commit(c, index, p.Now)
 }
@@ -323,10 +352,12 @@ func applyUnprotectKey(s *state, index uint64, p *KeyRefV1) Result {
 // versions nor falls behind a schedule it will catch up on when enabled.
 //
 // A scheduled rotation (from the leader's ticker) moves NextRotationAt to
-// the payload's value, and is refused when the key is no longer due (its
-// policy was turned off or moved, or a concurrent scheduled rotation won),
-// so a stale tick never rotates twice. Manual rotations leave the
-// schedule alone.
+// the payload's value, which must be later than the current one. It is
+// refused when the key is no longer due (its policy was turned off or
+// moved, or a concurrent scheduled rotation won), so a stale tick never
+// rotates twice. The new NextRotationAt may be <= Now (a period shorter
+// than the proposer's delay): the key is then simply due again. Manual
+// rotations leave the schedule alone.
 func applyRotateKey(s *state, index uint64, p *RotateKeyV1) Result {
 	k, err := s.find(p.KeyID, p.Organization)
 	if err != nil {
@@ -364,14 +395,15 @@ func applyRotateKey(s *state, index uint64, p *RotateKeyV1) Result {
 			return Result{Err: fmt.Errorf("rotate key %s: scheduled rotation not due: %w",
 				k.ID, ErrInvalidCommand)}
 		}
-		if p.NextRotationAt <= p.Now {
-			return Result{Err: fmt.Errorf("rotate key %s: next rotation at %d is not after now %d: %w",
-				k.ID, p.NextRotationAt, p.Now, ErrInvalidCommand)}
+		if p.NextRotationAt <= pol.NextRotationAt {
+			return Result{Err: fmt.Errorf("rotate key %s: next rotation at %d does not move the schedule past %d: %w",
+				k.ID, p.NextRotationAt, pol.NextRotationAt, ErrInvalidCommand)}
 		}
 	}
 
 	c := k.clone()
 	v.State = VersionStateEnabled
+	v.RekID = intern(v.RekID)
 	versions := make([]Version, len(c.Versions)+1)
 	copy(versions, c.Versions)
 	versions[len(c.Versions)] = v

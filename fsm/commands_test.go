@@ -298,9 +298,14 @@ func TestFSM_Commands_CoverEveryType(t *testing.T) {
 	for _, c := range commandCases() {
 		seen[c.cmd.typ] = true
 	}
-	for typ := CmdCreateKey; typ <= CmdExpireIdempotency; typ++ {
-		if !seen[typ] {
+	for typ := CommandType(1); typ < IgnorableCommandFlag; typ++ {
+		if decoderFor(typ) != nil && !seen[typ] {
 			t.Errorf("command type %d has no case", typ)
+		}
+	}
+	for typ := CmdCreateKey; typ <= CmdExpireIdempotency; typ++ {
+		if decoderFor(typ) == nil {
+			t.Errorf("command type %d has no decoder", typ)
 		}
 	}
 }

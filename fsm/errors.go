@@ -10,12 +10,23 @@ import (
 // for the same log, and survive forwarding between nodes through their
 // codes (see ErrorCode and ErrorFromCode).
 var (
-	ErrKeyNotFound      = errors.New("fsm: key not found")
-	ErrKeyExists        = errors.New("fsm: key already exists")
+	// ErrKeyNotFound: no live key with that id in the caller's
+	// organization (another organization's key, a purged key). HTTP 404.
+	ErrKeyNotFound = errors.New("fsm: key not found")
+	// ErrKeyExists: the id is taken by a live or purged key. HTTP 409.
+	ErrKeyExists = errors.New("fsm: key already exists")
+	// ErrRevisionMismatch: KeyRefV1.IfRevision differs from the key's
+	// Revision. HTTP 412.
 	ErrRevisionMismatch = errors.New("fsm: key revision does not match If-Match")
-	ErrVersionConflict  = errors.New("fsm: key version conflict")
-	ErrKeyProtected     = errors.New("fsm: key is protected")
-	ErrInvalidCommand   = errors.New("fsm: invalid command")
+	// ErrVersionConflict: a rotation's version number is not the next
+	// one; the proposer may retry with fresh state. HTTP 409.
+	ErrVersionConflict = errors.New("fsm: key version conflict")
+	// ErrKeyProtected: deletion of a protected key. HTTP 409.
+	ErrKeyProtected = errors.New("fsm: key is protected")
+	// ErrInvalidCommand: a payload breaking a rule the proposer should
+	// have checked (empty field, past time, scheduled rotation not due).
+	// HTTP 400.
+	ErrInvalidCommand = errors.New("fsm: invalid command")
 )
 
 // TransitionError is a lifecycle operation refused in the key's current
@@ -26,6 +37,7 @@ type TransitionError struct {
 	Op    string   `json:"op"`
 }
 
+// Error implements error.
 func (e *TransitionError) Error() string {
 	return fmt.Sprintf("fsm: cannot %s key %s in state %s", e.Op, e.KeyID, e.From)
 }

@@ -117,8 +117,8 @@ func (f *FSM) fail(l *raft.Log, cmd Command, err error) {
 // decodePayload returns the change a command makes. An unknown type with
 // IgnorableCommandFlag yields (nil, nil): nothing changes.
 func decodePayload(c Command) (applyFunc, error) {
-	known := c.Type >= CmdCreateKey && c.Type <= CmdExpireIdempotency
-	if !known {
+	decode := decoderFor(c.Type)
+	if decode == nil {
 		if c.Type&IgnorableCommandFlag != 0 {
 			return nil, nil
 		}
@@ -127,43 +127,52 @@ func decodePayload(c Command) (applyFunc, error) {
 	if c.Version != CommandVersion1 {
 		return nil, fmt.Errorf("unknown version %d of command type %d", c.Version, c.Type)
 	}
-	switch c.Type {
-	case CmdCreateKey:
-		return bind(c.Payload, applyCreateKey)
-	case CmdUpdateKey:
-		return bind(c.Payload, applyUpdateKey)
-	case CmdEnableKey:
-		return bind(c.Payload, applyEnableKey)
-	case CmdDisableKey:
-		return bind(c.Payload, applyDisableKey)
-	case CmdProtectKey:
-		return bind(c.Payload, applyProtectKey)
-	case CmdUnprotectKey:
-		return bind(c.Payload, applyUnprotectKey)
-	case CmdRotateKey:
-		return bind(c.Payload, applyRotateKey)
-	case CmdScheduleDeletion:
-		return bind(c.Payload, applyScheduleDeletion)
-	case CmdCancelDeletion:
-		return bind(c.Payload, applyCancelDeletion)
-	case CmdPurgeKey:
-		return bind(c.Payload, applyPurgeKey)
-	case CmdExpireIdempotency:
-		return bind(c.Payload, applyExpireIdempotency)
-	}
-	return nil, fmt.Errorf("unhandled command type %d", c.Type)
+	return decode(c.Payload)
 }
 
-// bind decodes a payload of type P and returns its change.
-func bind[P any](raw json.RawMessage, fn func(*state, uint64, *P) Result) (applyFunc, error) {
-	if len(raw) == 0 || string(raw) == "null" {
-		return nil, errors.New("missing payload")
+// decoderFor returns the payload decoder of a command type, or nil for a
+// type this node does not know. A new type is added here and in Apply's
+// tests (TestFSM_Commands_CoverEveryType).
+func decoderFor(t CommandType) func(json.RawMessage) (applyFunc, error) {
+	switch t {
+	case CmdCreateKey:
+		return binder(applyCreateKey)
+	case CmdUpdateKey:
+		return binder(applyUpdateKey)
+	case CmdEnableKey:
+		return binder(applyEnableKey)
+	case CmdDisableKey:
+		return binder(applyDisableKey)
+	case CmdProtectKey:
+		return binder(applyProtectKey)
+	case CmdUnprotectKey:
+		return binder(applyUnprotectKey)
+	case CmdRotateKey:
+		return binder(applyRotateKey)
+	case CmdScheduleDeletion:
+		return binder(applyScheduleDeletion)
+	case CmdCancelDeletion:
+		return binder(applyCancelDeletion)
+	case CmdPurgeKey:
+		return binder(applyPurgeKey)
+	case CmdExpireIdempotency:
+		return binder(applyExpireIdempotency)
 	}
-	p := new(P)
-	if err := json.Unmarshal(raw, p); err != nil {
-		return nil, fmt.Errorf("decode payload: %w", err)
+	return nil
+}
+
+// binder returns a decoder of payloads of type P that binds them to fn.
+func binder[P any](fn func(*state, uint64, *P) Result) func(json.RawMessage) (applyFunc, error) {
+	return func(raw json.RawMessage) (applyFunc, error) {
+		if len(raw) == 0 || string(raw) == "null" {
+			return nil, errors.New("missing payload")
+		}
+		p := new(P)
+		if err := json.Unmarshal(raw, p); err != nil {
+			return nil, fmt.Errorf("decode payload: %w", err)
+		}
+		return func(s *state, index uint64) Result { return fn(s, index, p) }, nil
 	}
-	return func(s *state, index uint64) Result { return fn(s, index, p) }, nil
 }
 
 // advance publishes a new applied index and wakes WaitApplied callers.

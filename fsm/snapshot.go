@@ -181,6 +181,7 @@ func readSnapshot(r io.Reader) (*state, error) {
 			if err := st.checkNewID(k.ID); err != nil {
 				return nil, err
 			}
+			internKey(k)
 			st.keys[k.ID] = k
 			orgIDs[k.Organization] = append(orgIDs[k.Organization], k.ID)
 		case recordTombstone:
@@ -191,6 +192,7 @@ func readSnapshot(r io.Reader) (*state, error) {
 			if err := st.checkNewID(t.ID); err != nil {
 				return nil, err
 			}
+			t.Organization = intern(t.Organization)
 			st.tombstones[t.ID] = *t
 		case recordIdempotency:
 			r := rec.Idempotency

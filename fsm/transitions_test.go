@@ -319,7 +319,7 @@ func TestFSM_RotateKey_Invalid(t *testing.T) {
 		{"destroyed version", func(p *RotateKeyV1) { p.NewVersion.State = VersionStateDestroyed }},
 		{"token already expired", func(p *RotateKeyV1) { p.Idempotency = Idempotency{Token: "t", ExpiresAt: p.Now} }},
 		{"scheduled before due", func(p *RotateKeyV1) { p.Scheduled, p.Now, p.NextRotationAt = true, t0+29*day, t0+60*day }},
-		{"scheduled next not after now", func(p *RotateKeyV1) { p.Scheduled, p.Now, p.NextRotationAt = true, t0+30*day, t0+30*day }},
+		{"scheduled without moving the schedule", func(p *RotateKeyV1) { p.Scheduled, p.Now, p.NextRotationAt = true, t0+31*day, t0+30*day }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

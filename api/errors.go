@@ -94,6 +94,7 @@ var errorTable = []errorRule{
 
 	{match: is(cluster.ErrNoLeader), status: http.StatusServiceUnavailable, code: wire.CodeUnavailable, message: "no raft leader, retry later", retryAfter: true},
 	{match: is(cluster.ErrLeadershipLost), status: http.StatusServiceUnavailable, code: wire.CodeUnavailable, message: "leadership lost while committing: the outcome is unknown, retry with the same Idempotency-Key", retryAfter: true},
+	{match: is(cluster.ErrNotCaughtUp), status: http.StatusServiceUnavailable, code: wire.CodeUnavailable, message: "this node has not caught up with the index the request asks for, retry later", retryAfter: true},
 	{match: is(cluster.ErrShutdown), status: http.StatusServiceUnavailable, code: wire.CodeUnavailable, message: "node is shutting down, retry on another node", retryAfter: true},
 	{match: is(cluster.ErrTimeout), status: http.StatusGatewayTimeout, code: wire.CodeTimeout, message: "timed out waiting for raft"},
 	{match: is(context.DeadlineExceeded), status: http.StatusGatewayTimeout, code: wire.CodeTimeout, message: "request timed out"},

@@ -24,6 +24,7 @@ func renderKey(c *gin.Context, status int, k *fsm.Key) {
 		return
 	}
 	c.Header("ETag", strconv.Quote(strconv.FormatUint(k.Revision, 10)))
+	c.Header(headerIndex, strconv.FormatUint(k.Revision, 10))
 	c.JSON(status, wireKey(k))
 }
 

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/http"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"time"
 
@@ -46,6 +47,9 @@ type KeyService interface {
 type ClusterService interface {
 	Status(ctx context.Context) (cluster.Status, error)
 	Health(ctx context.Context) cluster.Health
+	// WaitApplied returns once the node has applied the Raft log up to
+	// index, or fails when it can't within the context.
+	WaitApplied(ctx context.Context, index uint64) error
 }
 
 // DefaultMaxPayload is the plaintext limit when Config.MaxPayload is 0.
@@ -144,7 +148,7 @@ func NewRouter(cfg Config) (http.Handler, error) {
 	v1 := e.Group("/v1")
 	v1.GET("/health", s.health)
 
-	authed := v1.Group("", s.authenticate, s.organization)
+	authed := v1.Group("", s.authenticate, s.organization, s.minIndex)
 	authed.GET("/cluster/status", s.clusterStatus)
 
 	authed.POST("/keys", s.createKey)
@@ -171,6 +175,46 @@ func NewRouter(cfg Config) (http.Handler, error) {
 		authed.Any("/internal/*path", gin.WrapH(cfg.Internal))
 	}
 	return e, nil
+}
+
+// Session consistency headers. Every key response carries the Raft index
+// of the key's last change; a client that sends back the highest index it
+// has seen is served by any node only once that node has applied it, so
+// it reads its own writes (a rotation, then an encryption on another
+// node, uses the new version) while crypto stays local.
+const (
+	headerIndex    = "X-Keyzone-Index"
+	headerMinIndex = "X-Keyzone-Min-Index"
+	maxIndexWait   = 5 * time.Second
+)
+
+func (s *server) minIndex(c *gin.Context) {
+	v := c.GetHeader(headerMinIndex)
+	if v == "" {
+		c.Next()
+		return
+	}
+	idx, err := strconv.ParseUint(v, 10, 64)
+	if err != nil {
+		c.Error(badRequest("%s %q is not an index", headerMinIndex, truncateHeader(v)))
+		c.Abort()
+		return
+	}
+	ctx, cancel := context.WithTimeout(c.Request.Context(), maxIndexWait)
+	defer cancel()
+	if err := s.cluster.WaitApplied(ctx, idx); err != nil {
+		c.Error(cluster.ErrNotCaughtUp)
+		c.Abort()
+		return
+	}
+	c.Next()
+}
+
+func truncateHeader(v string) string {
+	if len(v) > 32 {
+		return v[:32] + "..."
+	}
+	return v
 }
 
 // orgKey is the gin context key of the caller's organization.

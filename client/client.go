@@ -20,8 +20,10 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/keyzone/keyzone/api/wire"
@@ -39,6 +41,50 @@ type Client struct {
 	token   string
 	hc      *http.Client
 	timeout time.Duration
+	session *Session
+}
+
+// Session carries read-your-writes consistency across requests: it holds
+// the highest Raft index of a change seen through it. Sent back on every
+// request, that index makes whichever node answers wait until it has
+// applied the change, so a rotation followed by an encryption on another
+// node uses the new version, while crypto stays served locally. Every
+// Client has its own Session; clients of several nodes share one with
+// WithSession. A Session is safe for concurrent use.
+type Session struct {
+	index atomic.Uint64
+}
+
+// NewSession returns an empty session.
+func NewSession() *Session { return &Session{} }
+
+// Index returns the highest change index seen in the session.
+func (s *Session) Index() uint64 { return s.index.Load() }
+
+func (s *Session) observe(idx uint64) {
+	for {
+		cur := s.index.Load()
+		if idx <= cur || s.index.CompareAndSwap(cur, idx) {
+			return
+		}
+	}
+}
+
+// WithSession makes the client share a session with other clients.
+func WithSession(s *Session) Option {
+	return func(c *Client) { c.session = s }
+}
+
+// Session consistency headers (see Client.sessionIndex).
+const (
+	headerIndex    = "X-Keyzone-Index"
+	headerMinIndex = "X-Keyzone-Min-Index"
+)
+
+func (c *Client) observeIndex(resp *http.Response) {
+	if idx, err := strconv.ParseUint(resp.Header.Get(headerIndex), 10, 64); err == nil {
+		c.session.observe(idx)
+	}
 }
 
 // Option configures a Client.
@@ -85,6 +131,9 @@ func New(addr, token string, opts ...Option) (*Client, error) {
 	}
 	if c.hc == nil {
 		c.hc = &http.Client{Transport: newTransport()}
+	}
+	if c.session == nil {
+		c.session = NewSession()
 	}
 	return c, nil
 }
@@ -198,22 +247,32 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 	if o.idempotencyKey != "" {
 		req.Header.Set("Idempotency-Key", o.idempotencyKey)
 	}
+	if idx := c.session.Index(); idx > 0 {
+		req.Header.Set(headerMinIndex, strconv.FormatUint(idx, 10))
+	}
 
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		return fmt.Errorf("keyzone: %s %s: %w", method, path, err)
 	}
+	c.observeIndex(resp)
 	defer func() {
 		// Drain a little so the connection can be reused.
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
 		resp.Body.Close()
 	}()
-	ok := resp.StatusCode >= 200 && resp.StatusCode < 300
-	for _, s := range okStatus {
-		ok = ok || resp.StatusCode == s
-	}
-	if !ok {
-		return decodeError(resp)
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
+		if out != nil && slices.Contains(okStatus, resp.StatusCode) {
+			// The answer is out's type only if it decodes strictly; a
+			// proxy's or an error body is reported as an *Error.
+			dec := json.NewDecoder(bytes.NewReader(b))
+			dec.DisallowUnknownFields()
+			if dec.Decode(out) == nil {
+				return nil
+			}
+		}
+		return apiError(resp, b)
 	}
 	if out == nil {
 		return nil
@@ -224,14 +283,13 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 	return nil
 }
 
-// decodeError builds the *Error of a non-2xx answer, whether or not its
-// body is Keyzone's JSON error.
-func decodeError(resp *http.Response) error {
+// apiError builds the *Error of a non-2xx answer with body b, whether or
+// not b is Keyzone's JSON error.
+func apiError(resp *http.Response, b []byte) error {
 	e := &Error{StatusCode: resp.StatusCode}
 	if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && s > 0 {
 		e.RetryAfter = time.Duration(s) * time.Second
 	}
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
 	var er wire.ErrorResponse
 	if json.Unmarshal(b, &er) == nil && er.Error.Code != "" {
 		e.Code, e.Message = er.Error.Code, er.Error.Message

@@ -307,3 +307,12 @@ func writeInternal(w http.ResponseWriter, status int, v any) {
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
 }
+
+// WaitApplied returns once this node has applied the log up to index
+// (a client's session index), or ErrNotCaughtUp when ctx ends first.
+func (n *Node) WaitApplied(ctx context.Context, index uint64) error {
+	if err := n.fsm.WaitApplied(ctx, index); err != nil {
+		return ErrNotCaughtUp
+	}
+	return nil
+}

@@ -10,6 +10,7 @@ var (
 	ErrTimeout              = errors.New("cluster: timed out waiting for raft")
 	ErrLeadershipLost error = outcomeUnknownError("cluster: leadership lost while committing")
 	ErrShutdown             = errors.New("cluster: node is shutting down")
+	ErrNotCaughtUp          = errors.New("cluster: node has not applied the requested index")
 )
 
 // NodeStatus describes one voter of the zone.

@@ -1,6 +1,7 @@
 package keys
 
 import (
+	"fmt"
 	"strings"
 	"time"
 	"unicode"
@@ -92,7 +93,8 @@ func rotationPolicy(period time.Duration, now int64) fsm.RotationPolicy {
 func parseKeyID(id string) (kzcrypto.KeyID, error) {
 	kid, err := kzcrypto.ParseKeyID(id)
 	if err != nil {
-		return kid, invalid("key id %q is not a valid key id", truncate(id, 64))
+		// Like any id that names no key: a malformed id can't name one.
+		return kid, fmt.Errorf("key %q is not a valid key id: %w", truncate(id, 64), fsm.ErrKeyNotFound)
 	}
 	return kid, nil
 }

@@ -576,6 +576,8 @@ func (f *Keys) ReEncrypt(ctx context.Context, p keys.ReEncryptParams) (keys.Cryp
 // Cluster is a ClusterService returning fixed answers. Set the fields
 // before serving requests.
 type Cluster struct {
+	// WaitErr, when set, is returned by WaitApplied.
+	WaitErr      error
 	StatusResult cluster.Status
 	StatusErr    error
 	HealthResult cluster.Health
@@ -603,3 +605,6 @@ func (c *Cluster) Status(ctx context.Context) (cluster.Status, error) {
 
 // Health implements api.ClusterService.
 func (c *Cluster) Health(ctx context.Context) cluster.Health { return c.HealthResult }
+
+// WaitApplied fails when WaitErr is set and otherwise returns at once.
+func (c *Cluster) WaitApplied(ctx context.Context, index uint64) error { return c.WaitErr }

@@ -50,6 +50,7 @@ func newKeyCreateCommand(g *cliGlobal) *cobra.Command {
 		req    wire.CreateKeyRequest
 		period time.Duration
 		idem   string
+		quiet  bool
 	)
 	cmd := &cobra.Command{
 		Use:   "create --name NAME",
@@ -74,6 +75,10 @@ func newKeyCreateCommand(g *cliGlobal) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if quiet {
+				_, err := fmt.Fprintln(cmd.OutOrStdout(), k.ID)
+				return err
+			}
 			return g.renderKey(cmd, k)
 		},
 	}
@@ -85,6 +90,7 @@ func newKeyCreateCommand(g *cliGlobal) *cobra.Command {
 	f.DurationVar(&period, "rotation-period", 0, "rotate automatically this often (e.g. 720h); 0: never")
 	f.StringArrayVar(&req.ReplicaZones, "replica-zone", nil, "zone to replicate the key to (repeatable)")
 	f.StringVar(&idem, "idempotency-key", "", "makes a retry return the first result")
+	f.BoolVarP(&quiet, "quiet", "q", false, "print only the new key's id (for scripts)")
 	_ = cmd.MarkFlagRequired("name")
 	return cmd
 }

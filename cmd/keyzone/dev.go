@@ -52,7 +52,7 @@ KEYZONE_ADDR=... and KEYZONE_TOKEN=... lines for the CLI.`,
 	cmd.Flags().IntVar(&f.apiPort, "api-port", 8200, "API port of the first node; the others take the next ones (0: any free ports)")
 	cmd.Flags().StringVar(&f.envFile, "env-file", "", "write KEYZONE_ADDR and KEYZONE_TOKEN lines to this file")
 	cmd.Flags().StringVar(&f.dataDir, "data-dir", "", "keep data here instead of a temporary directory removed on exit")
-	cmd.Flags().StringVar(&f.logLevel, "log-level", "warn", "trace, debug, info, warn or error")
+	cmd.Flags().StringVar(&f.logLevel, "log-level", "error", "trace, debug, info, warn or error")
 	return cmd
 }
 

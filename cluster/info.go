@@ -14,7 +14,7 @@ func (n *Node) Status(ctx context.Context) (Status, error) {
 		Zone:         n.cfg.Zone,
 		NodeID:       n.cfg.NodeID,
 		Term:         n.raft.CurrentTerm(),
-		AppliedIndex: n.fsm.AppliedIndex(),
+		AppliedIndex: n.raft.AppliedIndex(),
 		CommitIndex:  n.raft.CommitIndex(),
 	}
 	_, leaderID := n.raft.LeaderWithID()

@@ -57,10 +57,14 @@ func checkRevision(k *Key, ref KeyRefV1) error {
 	return nil
 }
 
-// lookup is find followed by checkRevision.
+// lookup is find followed by checkPrimary and checkRevision: lifecycle
+// changes are made on primaries only.
 func (s *state) lookup(ref KeyRefV1) (*Key, error) {
 	k, err := s.find(ref.KeyID, ref.Organization)
 	if err != nil {
+		return nil, err
+	}
+	if err := s.checkPrimary(k); err != nil {
 		return nil, err
 	}
 	if err := checkRevision(k, ref); err != nil {
@@ -69,11 +73,15 @@ func (s *state) lookup(ref KeyRefV1) (*Key, error) {
 	return k, nil
 }
 
-// commit stores c, a changed copy of a key, as the key's new value.
+// commit stores c, a changed copy of a key, as the key's new value, and
+// logs it to the change log when it is a primary with replicas.
 func (s *state) commit(c *Key, index uint64, now int64) Result {
 	c.Revision = index
 	c.UpdatedAt = now
 	s.keys[c.ID] = c
+	if s.multiZonePrimary(c) {
+		s.logChange(c)
+	}
 	return Result{Key: c}
 }
 
@@ -195,6 +203,12 @@ func applyCreateKey(s *state, index uint64, p *CreateKeyV1) Result {
 	if err != nil {
 		return Result{Err: fmt.Errorf("create key %s: %w", p.ID, err)}
 	}
+	if len(p.ReplicaZones) > 0 && p.PrimaryZone != s.zone {
+		return Result{Err: fmt.Errorf("create key %s: primary zone %q is not this zone %q: %w", p.ID, p.PrimaryZone, s.zone, ErrInvalidCommand)}
+	}
+	if err := s.validateReplicaZones(p.ReplicaZones); err != nil {
+		return Result{Err: fmt.Errorf("create key %s: %w", p.ID, err)}
+	}
 	var scope string
 	if p.Idempotency.Token != "" {
 		scope = IdempotencyScope(p.Organization, idemCreate, p.Idempotency.Token)
@@ -240,12 +254,7 @@ func applyCreateKey(s *state, index uint64, p *CreateKeyV1) Result {
 		k.State = KeyStateEnabled
 	}
 	internKey(k)
-	x := s.byOrg[k.Organization]
-	if x == nil {
-		x = &idIndex{}
-		s.byOrg[k.Organization] = x
-	}
-	x.insert(k.ID)
+	s.indexKey(k)
 	res := s.commit(k, index, p.Now)
 	if scope != "" {
 		s.idem[scope] = IdempotencyRecord{
@@ -372,11 +381,18 @@ func applyRotateKey(s *state, index uint64, p *RotateKeyV1) Result {
 			return Result{Key: k}
 		}
 	}
+	if err := s.checkPrimary(k); err != nil {
+		return Result{Err: err}
+	}
 	if err := checkRevision(k, p.KeyRefV1); err != nil {
 		return Result{Err: err}
 	}
 	if k.State != KeyStateEnabled {
 		return Result{Err: transition(k, OpRotate)}
+	}
+	if k.PendingVersion != 0 {
+		return Result{Err: fmt.Errorf("rotate key %s: version %d still waits for zones %v: %w",
+			k.ID, k.PendingVersion, k.PendingZones, ErrRotationPending)}
 	}
 	v := p.NewVersion
 	if want := uint32(len(k.Versions)) + 1; v.Number != want {
@@ -408,7 +424,13 @@ func applyRotateKey(s *state, index uint64, p *RotateKeyV1) Result {
 	copy(versions, c.Versions)
 	versions[len(c.Versions)] = v
 	c.Versions = versions
-	c.CurrentVersion = v.Number
+	if s.multiZonePrimary(c) {
+		// Two-phase: the version is replicated first and encrypts only
+		// once every replica zone holds it (see applyReplicaAck).
+		s.startPending(c)
+	} else {
+		c.CurrentVersion = v.Number
+	}
 	if p.Scheduled {
 		c.RotationPolicy.NextRotationAt = p.NextRotationAt
 	}
@@ -475,6 +497,9 @@ func applyPurgeKey(s *state, index uint64, p *PurgeKeyV1) Result {
 	if !ok {
 		return Result{Err: notFound(p.KeyID)}
 	}
+	if err := s.checkPrimary(k); err != nil {
+		return Result{Err: err}
+	}
 	if k.State != KeyStatePendingDeletion || k.DeletionAt > p.Now {
 		return Result{Err: transition(k, OpPurge)}
 	}
@@ -486,14 +511,12 @@ func applyPurgeKey(s *state, index uint64, p *PurgeKeyV1) Result {
 	c.Revision = index
 	c.UpdatedAt = p.Now
 
-	delete(s.keys, k.ID)
-	if x := s.byOrg[k.Organization]; x != nil {
-		x.remove(k.ID)
-		if len(x.chunks) == 0 {
-			delete(s.byOrg, k.Organization)
-		}
+	s.removeKey(k)
+	t := Tombstone{ID: k.ID, Organization: k.Organization, PurgedAt: p.Now}
+	s.tombstones[k.ID] = t
+	if s.multiZonePrimary(k) {
+		s.logTombstone(t)
 	}
-	s.tombstones[k.ID] = Tombstone{ID: k.ID, Organization: k.Organization, PurgedAt: p.Now}
 	return Result{Key: c}
 }
 

@@ -39,6 +39,18 @@ const (
 	// CmdExpireIdempotency drops idempotency records that expired before
 	// Now (ExpireIdempotencyV1). Proposed by the leader's ticker. Since v1.
 	CmdExpireIdempotency CommandType = 11
+	// CmdApplyChanges applies a batch of another zone's change log to the
+	// replica keys of this zone (ApplyChangesV1). Proposed by this zone's
+	// puller of that zone. Since v2 (multi-zone).
+	CmdApplyChanges CommandType = 12
+	// CmdReplicaAck records that a replica zone has applied this zone's
+	// change log up to a sequence, and promotes the pending versions that
+	// were waiting only for it (ReplicaAckV1). Proposed by the node that
+	// served the replica zone's pull. Since v2.
+	CmdReplicaAck CommandType = 13
+	// CmdSetReplicaZones replaces the replica zones of a primary key
+	// (SetReplicaZonesV1). Since v2.
+	CmdSetReplicaZones CommandType = 14
 )
 
 // CommandVersion1 is the only payload version so far.
@@ -157,4 +169,43 @@ type PurgeKeyV1 struct {
 // ExpireIdempotencyV1 is the payload of CmdExpireIdempotency.
 type ExpireIdempotencyV1 struct {
 	Now int64 `json:"now"`
+}
+
+// ChangeEntry is one entry of a zone's change log: the full replicated
+// state of a multi-zone primary key after a change (state-based, so
+// applying it is idempotent and only the newest entry per key matters),
+// or the tombstone of a purged one. The log keeps one entry per key.
+type ChangeEntry struct {
+	Seq       uint64     `json:"seq"`
+	KeyID     string     `json:"key_id"`
+	Key       *Key       `json:"key,omitempty"`
+	Tombstone *Tombstone `json:"tombstone,omitempty"`
+}
+
+// ApplyChangesV1 is the payload of CmdApplyChanges: every entry of
+// SourceZone's compacted change log with a sequence in (After, Upto], in
+// ascending order. Apply skips a batch it has already applied (Upto not
+// beyond what it has) and refuses one that does not start where it left
+// off (After differs): a gap.
+type ApplyChangesV1 struct {
+	SourceZone string        `json:"source_zone"`
+	After      uint64        `json:"after"`
+	Upto       uint64        `json:"upto"`
+	Entries    []ChangeEntry `json:"entries"`
+	Now        int64         `json:"now"`
+}
+
+// ReplicaAckV1 is the payload of CmdReplicaAck: Zone has applied this
+// zone's change log up to Seq.
+type ReplicaAckV1 struct {
+	Zone string `json:"zone"`
+	Seq  uint64 `json:"seq"`
+	Now  int64  `json:"now"`
+}
+
+// SetReplicaZonesV1 is the payload of CmdSetReplicaZones. ReplicaZones is
+// the new complete set (sorted, without this zone).
+type SetReplicaZonesV1 struct {
+	KeyRefV1
+	ReplicaZones []string `json:"replica_zones"`
 }

@@ -269,6 +269,62 @@ func commandCases() []commandCase {
 			},
 		},
 		{
+			name: "SetReplicaZones",
+			setup: setup(
+				step{CmdCreateKey, createKey("k1", orgA)},
+			),
+			cmd: step{CmdSetReplicaZones, SetReplicaZonesV1{KeyRefV1: ref("k1", orgA, t0+hour), ReplicaZones: []string{"zone-2", "zone-3"}}},
+			check: func(t *testing.T, f *FSM, res Result, index uint64) {
+				k := wantKey(t, f, res, index, KeyStateEnabled)
+				if !slices.Equal(k.ReplicaZones, []string{"zone-2", "zone-3"}) {
+					t.Errorf("ReplicaZones = %v", k.ReplicaZones)
+				}
+				entries, upto := f.ChangesAfter(0, 0)
+				if len(entries) != 1 || upto != 1 || entries[0].Key != k {
+					t.Errorf("change log = %+v up to %d, want the key's new state at 1", entries, upto)
+				}
+			},
+		},
+		{
+			name: "ReplicaAck",
+			setup: setup(
+				step{CmdCreateKey, withReplicas(createKey("k1", orgA), "zone-2")},
+				step{CmdRotateKey, rotate("k1", orgA, 2, t0+hour)},
+			),
+			cmd: step{CmdReplicaAck, ReplicaAckV1{Zone: "zone-2", Seq: 2, Now: t0 + 2*hour}},
+			check: func(t *testing.T, f *FSM, res Result, index uint64) {
+				if res.Err != nil {
+					t.Fatalf("Err = %v", res.Err)
+				}
+				k, _ := f.Key("k1")
+				if k.CurrentVersion != 2 || k.PendingVersion != 0 || k.Revision != index {
+					t.Errorf("after the ack: current %d pending %d revision %d, want 2, 0, %d",
+						k.CurrentVersion, k.PendingVersion, k.Revision, index)
+				}
+				if got := f.ReplicationOf("zone-2").Acked; got != 2 {
+					t.Errorf("Acked = %d, want 2", got)
+				}
+			},
+		},
+		{
+			name:  "ApplyChanges",
+			setup: nil,
+			cmd: step{CmdApplyChanges, ApplyChangesV1{SourceZone: "zone-0", After: 0, Upto: 5, Now: t0,
+				Entries: []ChangeEntry{{Seq: 3, KeyID: "k2", Key: remoteKey("k2", orgA, "zone-0", "zone-1")}}}},
+			check: func(t *testing.T, f *FSM, res Result, index uint64) {
+				if res.Err != nil {
+					t.Fatalf("Err = %v", res.Err)
+				}
+				k, ok := f.Key("k2")
+				if !ok || k.ReplicaSeq != 3 || k.Revision != index || k.PrimaryZone != "zone-0" {
+					t.Fatalf("replica = %+v (found %v), want seq 3 revision %d", k, ok, index)
+				}
+				if got := f.ReplicationOf("zone-0").Applied; got != 5 {
+					t.Errorf("Applied = %d, want 5", got)
+				}
+			},
+		},
+		{
 			name: "ExpireIdempotency",
 			setup: setup(
 				step{CmdCreateKey, withToken(createKey("k1", orgA), "tok-1", t0+day)},
@@ -303,7 +359,7 @@ func TestFSM_Commands_CoverEveryType(t *testing.T) {
 			t.Errorf("command type %d has no case", typ)
 		}
 	}
-	for typ := CmdCreateKey; typ <= CmdExpireIdempotency; typ++ {
+	for typ := CmdCreateKey; typ <= CmdSetReplicaZones; typ++ {
 		if decoderFor(typ) == nil {
 			t.Errorf("command type %d has no decoder", typ)
 		}

@@ -27,6 +27,12 @@ var (
 	// have checked (empty field, past time, scheduled rotation not due).
 	// HTTP 400.
 	ErrInvalidCommand = errors.New("fsm: invalid command")
+	// ErrRotationPending: a rotation of a multi-zone key whose previous
+	// new version has not reached every replica zone yet. HTTP 409.
+	ErrRotationPending = errors.New("fsm: previous rotation is still replicating")
+	// ErrChangeGap: a batch of another zone's change log that does not
+	// start where this zone left off; the puller pulls again.
+	ErrChangeGap = errors.New("fsm: change log batch does not follow the last applied sequence")
 )
 
 // TransitionError is a lifecycle operation refused in the key's current
@@ -51,6 +57,9 @@ const (
 	CodeKeyProtected     = "key_protected"
 	CodeInvalidCommand   = "invalid_command"
 	CodeInvalidState     = "invalid_state"
+	CodeRotationPending  = "rotation_pending"
+	CodeChangeGap        = "change_gap"
+	CodeNotPrimary       = "not_primary"
 )
 
 var sentinelCodes = []struct {
@@ -63,6 +72,20 @@ var sentinelCodes = []struct {
 	{ErrVersionConflict, CodeVersionConflict},
 	{ErrKeyProtected, CodeKeyProtected},
 	{ErrInvalidCommand, CodeInvalidCommand},
+	{ErrRotationPending, CodeRotationPending},
+	{ErrChangeGap, CodeChangeGap},
+}
+
+// NotPrimaryError refuses a lifecycle change of a replica key: changes
+// are made in the key's primary zone and reach replicas through the
+// change log.
+type NotPrimaryError struct {
+	KeyID       string `json:"key_id"`
+	PrimaryZone string `json:"primary_zone"`
+}
+
+func (e *NotPrimaryError) Error() string {
+	return fmt.Sprintf("fsm: key %s is a replica; its primary zone is %s", e.KeyID, e.PrimaryZone)
 }
 
 // resultWire is the JSON form of a Result, used when a follower forwards
@@ -72,6 +95,7 @@ type resultWire struct {
 	ErrCode    string           `json:"err_code,omitempty"`
 	ErrMessage string           `json:"err_message,omitempty"`
 	Transition *TransitionError `json:"transition,omitempty"`
+	NotPrimary *NotPrimaryError `json:"not_primary,omitempty"`
 }
 
 // MarshalJSON encodes the result with its error as a stable code.
@@ -80,9 +104,12 @@ func (r Result) MarshalJSON() ([]byte, error) {
 	if r.Err != nil {
 		w.ErrMessage = r.Err.Error()
 		var te *TransitionError
+		var np *NotPrimaryError
 		switch {
 		case errors.As(r.Err, &te):
 			w.ErrCode, w.Transition = CodeInvalidState, te
+		case errors.As(r.Err, &np):
+			w.ErrCode, w.NotPrimary = CodeNotPrimary, np
 		default:
 			w.ErrCode = CodeInvalidCommand
 			for _, s := range sentinelCodes {
@@ -109,6 +136,10 @@ func (r *Result) UnmarshalJSON(b []byte) error {
 	}
 	if w.ErrCode == CodeInvalidState && w.Transition != nil {
 		r.Err = w.Transition
+		return nil
+	}
+	if w.ErrCode == CodeNotPrimary && w.NotPrimary != nil {
+		r.Err = w.NotPrimary
 		return nil
 	}
 	for _, s := range sentinelCodes {

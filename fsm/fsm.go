@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/google/btree"
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 )
@@ -23,6 +24,10 @@ import (
 // and read them without locks but must not modify them.
 type FSM struct {
 	logger hclog.Logger
+	// zone is the zone this state machine runs in ("" for a single-zone
+	// one). It is configuration, the same on every node of the zone, and
+	// decides which keys are primaries here and which are replicas.
+	zone string
 
 	mu sync.RWMutex
 	st *state // replaced whole by Restore
@@ -46,24 +51,54 @@ type state struct {
 	idem       map[string]IdempotencyRecord // by scope
 	index      uint64                       // index of the last applied (or restored) log
 	term       uint64                       // term of that log
+
+	// Multi-zone replication (see zones.go).
+	zone        string                  // copy of FSM.zone, for the apply functions
+	changeSeq   uint64                  // head of this zone's change log
+	changes     map[string]ChangeEntry  // compacted change log: newest entry per key id
+	bySeq       *btree.BTreeG[seqEntry] // the same entries ordered by sequence
+	replication map[string]ZoneProgress // per remote zone
+	pending     map[string]struct{}     // primary keys with a pending version
 }
 
-func newState() *state {
+func newState(zone string) *state {
 	return &state{
-		keys:       make(map[string]*Key),
-		byOrg:      make(map[string]*idIndex),
-		tombstones: make(map[string]Tombstone),
-		idem:       make(map[string]IdempotencyRecord),
+		keys:        make(map[string]*Key),
+		byOrg:       make(map[string]*idIndex),
+		tombstones:  make(map[string]Tombstone),
+		idem:        make(map[string]IdempotencyRecord),
+		zone:        zone,
+		changes:     make(map[string]ChangeEntry),
+		bySeq:       newSeqIndex(),
+		replication: make(map[string]ZoneProgress),
+		pending:     make(map[string]struct{}),
 	}
 }
 
+// Option configures an FSM.
+type Option func(*FSM)
+
+// WithZone makes the FSM multi-zone aware: keys whose primary zone is zone
+// are primaries (their changes go to the change log, their rotations are
+// two-phase when they have replicas), the others are replicas that only
+// the change log of their primary zone changes.
+func WithZone(zone string) Option { return func(f *FSM) { f.zone = zone } }
+
 // New returns an empty FSM logging under logger.Named("fsm").
-func New(logger hclog.Logger) *FSM {
+func New(logger hclog.Logger, opts ...Option) *FSM {
 	if logger == nil {
 		logger = hclog.NewNullLogger()
 	}
-	return &FSM{logger: logger.Named("fsm"), st: newState()}
+	f := &FSM{logger: logger.Named("fsm")}
+	for _, o := range opts {
+		o(f)
+	}
+	f.st = newState(f.zone)
+	return f
 }
+
+// Zone returns the zone the FSM runs in ("" when single-zone).
+func (f *FSM) Zone() string { return f.zone }
 
 var _ raft.FSM = (*FSM)(nil)
 
@@ -157,6 +192,12 @@ func decoderFor(t CommandType) func(json.RawMessage) (applyFunc, error) {
 		return binder(applyPurgeKey)
 	case CmdExpireIdempotency:
 		return binder(applyExpireIdempotency)
+	case CmdApplyChanges:
+		return binder(applyChanges)
+	case CmdReplicaAck:
+		return binder(applyReplicaAck)
+	case CmdSetReplicaZones:
+		return binder(applySetReplicaZones)
 	}
 	return nil
 }
@@ -295,7 +336,7 @@ func (f *FSM) ListKeys(q ListQuery) (keys []*Key, more bool) {
 // rotation needs an enabled key (see applyRotateKey).
 func (f *FSM) DueRotations(now int64) []*Key {
 	return f.scan(func(k *Key) bool {
-		return k.State == KeyStateEnabled && k.RotationPolicy.Period > 0 &&
+		return !k.IsReplicaIn(f.zone) && k.State == KeyStateEnabled && k.RotationPolicy.Period > 0 &&
 			k.RotationPolicy.NextRotationAt <= now
 	})
 }
@@ -304,7 +345,7 @@ func (f *FSM) DueRotations(now int64) []*Key {
 // after now, sorted by id. The leader's ticker proposes CmdPurgeKey for each.
 func (f *FSM) DuePurges(now int64) []*Key {
 	return f.scan(func(k *Key) bool {
-		return k.State == KeyStatePendingDeletion && k.DeletionAt <= now
+		return !k.IsReplicaIn(f.zone) && k.State == KeyStatePendingDeletion && k.DeletionAt <= now
 	})
 }
 

@@ -33,7 +33,7 @@ func (w tWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func newFSM(t testing.TB) *FSM { return New(testLogger(t)) }
+func newFSM(t testing.TB) *FSM { return New(testLogger(t), WithZone("zone-1")) }
 
 // makeLog builds the raft.Log a leader would commit for a command.
 func makeLog(t testing.TB, index uint64, typ CommandType, payload any) *raft.Log {
@@ -242,4 +242,21 @@ func queryAnswers(t testing.TB, f *FSM, orgs, ids, scopes []string) string {
 		t.Fatalf("marshal answers: %v", err)
 	}
 	return string(b)
+}
+
+// withReplicas makes p a multi-zone key of zone-1 with the given replicas.
+func withReplicas(p CreateKeyV1, zones ...string) CreateKeyV1 {
+	p.ReplicaZones = zones
+	return p
+}
+
+// remoteKey is the state of a key of primary zone `primary` replicated to
+// `replicas`, as its primary's change log carries it.
+func remoteKey(id, org, primary string, replicas ...string) *Key {
+	return &Key{
+		ID: id, Organization: org, Name: "name-" + id, Tags: []string{}, Usage: UsageSymmetricEncryption,
+		Algorithm: AlgorithmAES256GCM, Origin: OriginKeyzone, State: KeyStateEnabled,
+		Versions: []Version{{Number: 1, Wrapped: wrapped(id, 1), RekID: "rek-1", CreatedAt: t0, State: VersionStateEnabled}},
+		CurrentVersion: 1, PrimaryZone: primary, ReplicaZones: replicas, CreatedAt: t0, UpdatedAt: t0, Revision: 7,
+	}
 }

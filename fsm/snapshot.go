@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"bufio"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -22,6 +23,8 @@ const (
 	recordKey         = "key"
 	recordTombstone   = "tombstone"
 	recordIdempotency = "idempotency"
+	recordChange      = "change"
+	recordReplication = "replication"
 	recordEnd         = "end"
 )
 
@@ -31,6 +34,8 @@ type snapshotHeader struct {
 	Format int    `json:"format"`
 	Index  uint64 `json:"index"`
 	Term   uint64 `json:"term"`
+	// ChangeSeq is the head of the zone's change log (multi-zone).
+	ChangeSeq uint64 `json:"change_seq,omitempty"`
 }
 
 // snapshotRecord is every line after the header. Exactly the field that
@@ -42,6 +47,8 @@ type snapshotRecord struct {
 	Key         *Key               `json:"key,omitempty"`
 	Tombstone   *Tombstone         `json:"tombstone,omitempty"`
 	Idempotency *IdempotencyRecord `json:"idempotency,omitempty"`
+	Change      *ChangeEntry       `json:"change,omitempty"`
+	Replication *ZoneProgress      `json:"replication,omitempty"`
 	Counts      *snapshotCounts    `json:"counts,omitempty"`
 }
 
@@ -49,6 +56,8 @@ type snapshotCounts struct {
 	Keys        int `json:"keys"`
 	Tombstones  int `json:"tombstones"`
 	Idempotency int `json:"idempotency"`
+	Changes     int `json:"changes,omitempty"`
+	Replication int `json:"replication,omitempty"`
 }
 
 // fsmSnapshot is a point-in-time copy of the state. Its maps are copies;
@@ -58,6 +67,8 @@ type fsmSnapshot struct {
 	keys       map[string]*Key
 	tombstones map[string]Tombstone
 	idem       map[string]IdempotencyRecord
+	changes    map[string]ChangeEntry
+	repl       map[string]ZoneProgress
 	header     snapshotHeader
 }
 
@@ -70,7 +81,10 @@ func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 		keys:       maps.Clone(f.st.keys),
 		tombstones: maps.Clone(f.st.tombstones),
 		idem:       maps.Clone(f.st.idem),
-		header:     snapshotHeader{Format: SnapshotFormat, Index: f.st.index, Term: f.st.term},
+		changes:    maps.Clone(f.st.changes),
+		repl:       maps.Clone(f.st.replication),
+		header: snapshotHeader{Format: SnapshotFormat, Index: f.st.index, Term: f.st.term,
+			ChangeSeq: f.st.changeSeq},
 	}, nil
 }
 
@@ -115,7 +129,20 @@ func (s *fsmSnapshot) write(w io.Writer) error {
 			return err
 		}
 	}
-	end := snapshotCounts{Keys: len(s.keys), Tombstones: len(s.tombstones), Idempotency: len(s.idem)}
+	changes := slices.SortedFunc(maps.Values(s.changes), func(a, b ChangeEntry) int { return cmp.Compare(a.Seq, b.Seq) })
+	for i := range changes {
+		if err := enc.Encode(snapshotRecord{Type: recordChange, Change: &changes[i]}); err != nil {
+			return err
+		}
+	}
+	for _, z := range slices.Sorted(maps.Keys(s.repl)) {
+		r := s.repl[z]
+		if err := enc.Encode(snapshotRecord{Type: recordReplication, Replication: &r}); err != nil {
+			return err
+		}
+	}
+	end := snapshotCounts{Keys: len(s.keys), Tombstones: len(s.tombstones), Idempotency: len(s.idem),
+		Changes: len(s.changes), Replication: len(s.repl)}
 	if err := enc.Encode(snapshotRecord{Type: recordEnd, Counts: &end}); err != nil {
 		return err
 	}
@@ -128,7 +155,7 @@ func (s *fsmSnapshot) write(w io.Writer) error {
 // current state is kept. The applied index becomes the header's index and
 // WaitApplied callers are woken. Restore does not close rc (raft does).
 func (f *FSM) Restore(rc io.ReadCloser) error {
-	st, err := readSnapshot(rc)
+	st, err := readSnapshot(rc, f.zone)
 	if err != nil {
 		return fmt.Errorf("restore snapshot: %w", err)
 	}
@@ -144,7 +171,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 // errSnapshot marks a malformed snapshot stream.
 var errSnapshot = errors.New("malformed snapshot")
 
-func readSnapshot(r io.Reader) (*state, error) {
+func readSnapshot(r io.Reader, zone string) (*state, error) {
 	dec := json.NewDecoder(bufio.NewReaderSize(r, 256<<10))
 	dec.DisallowUnknownFields()
 
@@ -156,8 +183,8 @@ func readSnapshot(r io.Reader) (*state, error) {
 		return nil, fmt.Errorf("unknown snapshot format %d: %w", h.Format, errSnapshot)
 	}
 
-	st := newState()
-	st.index, st.term = h.Index, h.Term
+	st := newState(zone)
+	st.index, st.term, st.changeSeq = h.Index, h.Term, h.ChangeSeq
 	orgIDs := make(map[string][]string)
 	for {
 		var rec snapshotRecord
@@ -203,14 +230,44 @@ func readSnapshot(r io.Reader) (*state, error) {
 				return nil, fmt.Errorf("duplicate idempotency scope %q: %w", r.Scope, errSnapshot)
 			}
 			st.idem[r.Scope] = *r
+		case recordChange:
+			e := rec.Change
+			if e == nil || e.KeyID == "" || e.Seq == 0 || e.Seq > st.changeSeq || (e.Key == nil) == (e.Tombstone == nil) {
+				return nil, fmt.Errorf("malformed change record: %w", errSnapshot)
+			}
+			if _, dup := st.changes[e.KeyID]; dup {
+				return nil, fmt.Errorf("duplicate change entry for key %q: %w", e.KeyID, errSnapshot)
+			}
+			if e.Key != nil {
+				internKey(e.Key)
+				// Share the live key when the entry is its newest state.
+				if live, ok := st.keys[e.KeyID]; ok && live.Revision == e.Key.Revision {
+					e.Key = live
+				}
+			}
+			st.changes[e.KeyID] = *e
+			st.bySeq.ReplaceOrInsert(seqEntry{seq: e.Seq, keyID: e.KeyID})
+		case recordReplication:
+			z := rec.Replication
+			if z == nil || z.Zone == "" {
+				return nil, fmt.Errorf("replication record without zone: %w", errSnapshot)
+			}
+			z.Zone = intern(z.Zone)
+			st.replication[z.Zone] = *z
 		case recordEnd:
 			c := rec.Counts
-			got := snapshotCounts{Keys: len(st.keys), Tombstones: len(st.tombstones), Idempotency: len(st.idem)}
+			got := snapshotCounts{Keys: len(st.keys), Tombstones: len(st.tombstones), Idempotency: len(st.idem),
+				Changes: len(st.changes), Replication: len(st.replication)}
 			if c == nil || *c != got {
 				return nil, fmt.Errorf("end record counts %+v, read %+v: %w", c, got, errSnapshot)
 			}
 			if err := dec.Decode(new(json.RawMessage)); err != io.EOF {
 				return nil, fmt.Errorf("data after end record: %w", errSnapshot)
+			}
+			for id, k := range st.keys {
+				if k.PendingVersion != 0 && !k.IsReplicaIn(zone) {
+					st.pending[id] = struct{}{}
+				}
 			}
 			for org, ids := range orgIDs {
 				sort.Strings(ids) // already sorted when written by Persist

@@ -81,6 +81,24 @@ type Key struct {
 	UpdatedAt      int64          `json:"updated_at"`
 	DeletionAt     int64          `json:"deletion_at"` // unix ns; 0 unless pending deletion
 	Revision       uint64         `json:"revision"`    // Raft index of the last change
+
+	// Two-phase rotation of a multi-zone key: the newest version is
+	// replicated first and becomes current only once every zone in
+	// PendingZones has applied the change-log entry PendingSeq that
+	// carried it. Until then CurrentVersion keeps encrypting.
+	PendingVersion uint32   `json:"pending_version,omitempty"`
+	PendingZones   []string `json:"pending_zones,omitempty"`
+	PendingSeq     uint64   `json:"pending_seq,omitempty"`
+	// ReplicaSeq is, on a replica, the primary zone's change-log sequence
+	// this copy reflects; 0 on a primary.
+	ReplicaSeq uint64 `json:"replica_seq,omitempty"`
+}
+
+// IsReplicaIn reports whether the key, as held in zone, is a replica of a
+// primary in another zone. With zone "" (a single-zone state machine)
+// every key is local.
+func (k *Key) IsReplicaIn(zone string) bool {
+	return zone != "" && k.PrimaryZone != "" && k.PrimaryZone != zone
 }
 
 // Version returns the version numbered n, or false.
@@ -99,6 +117,7 @@ func (k *Key) clone() *Key {
 	c := *k
 	c.Tags = slices.Clone(k.Tags)
 	c.ReplicaZones = slices.Clone(k.ReplicaZones)
+	c.PendingZones = slices.Clone(k.PendingZones)
 	c.Versions = make([]Version, len(k.Versions))
 	for i, v := range k.Versions {
 		v.Wrapped = append([]byte(nil), v.Wrapped...)

@@ -94,7 +94,7 @@ func Start(cfg Config) (*Server, error) {
 }
 
 func (s *Server) start() error {
-	s.fsm = fsm.New(s.cfg.Logger)
+	s.fsm = fsm.New(s.cfg.Logger, fsm.WithZone(s.cfg.Cluster.Zone))
 
 	cc := s.cfg.Cluster
 	cc.FSM = s.fsm

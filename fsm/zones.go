@@ -1,0 +1,375 @@
+package fsm
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+
+	"github.com/google/btree"
+)
+
+// ZoneProgress is this zone's replication state with one remote zone.
+type ZoneProgress struct {
+	Zone string `json:"zone"`
+	// Applied is the sequence of Zone's change log this zone has applied
+	// (this zone holds replicas of Zone's primaries).
+	Applied uint64 `json:"applied"`
+	// Acked is the sequence of this zone's change log that Zone has
+	// applied, as its last pull said (Zone holds replicas of ours).
+	Acked uint64 `json:"acked"`
+}
+
+// seqEntry orders the change log by sequence.
+type seqEntry struct {
+	seq   uint64
+	keyID string
+}
+
+func newSeqIndex() *btree.BTreeG[seqEntry] {
+	return btree.NewG(16, func(a, b seqEntry) bool { return a.seq < b.seq })
+}
+
+// maxReplicaZones bounds a key's replica set.
+const maxReplicaZones = 16
+
+// checkPrimary refuses a lifecycle change of a replica: its primary zone
+// makes the change, and the change log brings it here.
+func (s *state) checkPrimary(k *Key) error {
+	if k.IsReplicaIn(s.zone) {
+		return &NotPrimaryError{KeyID: k.ID, PrimaryZone: k.PrimaryZone}
+	}
+	return nil
+}
+
+// multiZonePrimary reports whether k is a primary of this zone with
+// replicas elsewhere.
+func (s *state) multiZonePrimary(k *Key) bool {
+	return s.zone != "" && k.PrimaryZone == s.zone && len(k.ReplicaZones) > 0
+}
+
+// logChange appends k's state to this zone's change log, replacing the
+// key's previous entry (compaction): the log holds one entry per key.
+func (s *state) logChange(k *Key) {
+	s.appendChange(ChangeEntry{KeyID: k.ID, Key: k})
+}
+
+// logTombstone appends the purge of a multi-zone primary.
+func (s *state) logTombstone(t Tombstone) {
+	s.appendChange(ChangeEntry{KeyID: t.ID, Tombstone: &t})
+}
+
+func (s *state) appendChange(e ChangeEntry) {
+	if old, ok := s.changes[e.KeyID]; ok {
+		s.bySeq.Delete(seqEntry{seq: old.Seq})
+	}
+	s.changeSeq++
+	e.Seq = s.changeSeq
+	s.changes[e.KeyID] = e
+	s.bySeq.ReplaceOrInsert(seqEntry{seq: e.Seq, keyID: e.KeyID})
+}
+
+// validateReplicaZones checks a replica set for a key of this zone.
+func (s *state) validateReplicaZones(zones []string) error {
+	if len(zones) == 0 {
+		return nil
+	}
+	if s.zone == "" {
+		return invalid("replica zones need a multi-zone state machine")
+	}
+	if len(zones) > maxReplicaZones {
+		return invalid("%d replica zones, at most %d", len(zones), maxReplicaZones)
+	}
+	for i, z := range zones {
+		switch {
+		case z == "":
+			return invalid("empty replica zone name")
+		case z == s.zone:
+			return invalid("replica zone %s is the key's primary zone", z)
+		case i > 0 && zones[i-1] >= z:
+			return invalid("replica zones must be sorted and unique")
+		}
+	}
+	return nil
+}
+
+// startPending makes c's newest version pending until every replica zone
+// has applied the change-log entry that carries it: that is the entry the
+// commit of c is about to append.
+func (s *state) startPending(c *Key) {
+	c.PendingVersion = c.Versions[len(c.Versions)-1].Number
+	c.PendingZones = slices.Clone(c.ReplicaZones)
+	c.PendingSeq = s.changeSeq + 1
+	s.pending[c.ID] = struct{}{}
+}
+
+// settlePending drops from c's pending zones those that no longer hold
+// replicas or have acknowledged PendingSeq, and promotes the pending
+// version when none is left. It reports whether c changed.
+func (s *state) settlePending(c *Key) bool {
+	if c.PendingVersion == 0 {
+		return false
+	}
+	kept := c.PendingZones[:0:0]
+	for _, z := range c.PendingZones {
+		if slices.Contains(c.ReplicaZones, z) && s.replication[z].Acked < c.PendingSeq {
+			kept = append(kept, z)
+		}
+	}
+	if len(kept) == len(c.PendingZones) {
+		return false
+	}
+	c.PendingZones = kept
+	if len(kept) == 0 {
+		c.CurrentVersion = c.PendingVersion
+		c.PendingVersion, c.PendingZones, c.PendingSeq = 0, nil, 0
+		delete(s.pending, c.ID)
+	}
+	return true
+}
+
+// applySetReplicaZones replaces a primary key's replica set. Zones that
+// leave drop their copy when they apply the entry; zones that join get
+// the whole key, every version included. A pending version no longer
+// waits for a zone that left.
+func applySetReplicaZones(s *state, index uint64, p *SetReplicaZonesV1) Result {
+	k, err := s.lookup(p.KeyRefV1)
+	if err != nil {
+		return Result{Err: err}
+	}
+	if err := s.validateReplicaZones(p.ReplicaZones); err != nil {
+		return Result{Err: fmt.Errorf("set replica zones of key %s: %w", k.ID, err)}
+	}
+	if slices.Equal(k.ReplicaZones, p.ReplicaZones) {
+		return Result{Key: k}
+	}
+	had := len(k.ReplicaZones) > 0
+	c := k.clone()
+	c.ReplicaZones = nonNil(slices.Clone(p.ReplicaZones))
+	internAll(c.ReplicaZones)
+	s.settlePending(c)
+	res := s.commit(c, index, p.Now)
+	if had && len(c.ReplicaZones) == 0 {
+		// commit logs only keys that still have replicas; the zones
+		// that just left must still learn it.
+		s.logChange(c)
+	}
+	return res
+}
+
+// applyReplicaAck records how far a replica zone has applied this zone's
+// change log and promotes the pending versions that waited only for it.
+// Promotions are themselves changes: the replicas learn from the log that
+// the new version now encrypts.
+func applyReplicaAck(s *state, index uint64, p *ReplicaAckV1) Result {
+	if p.Zone == "" || p.Zone == s.zone {
+		return Result{Err: invalid("replica ack from zone %q", p.Zone)}
+	}
+	prog := s.replication[p.Zone]
+	if p.Seq <= prog.Acked {
+		return Result{}
+	}
+	if p.Seq > s.changeSeq {
+		return Result{Err: invalid("zone %s acknowledges sequence %d beyond the log head %d", p.Zone, p.Seq, s.changeSeq)}
+	}
+	prog.Zone, prog.Acked = intern(p.Zone), p.Seq
+	s.replication[prog.Zone] = prog
+	for _, id := range slices.Sorted(maps.Keys(s.pending)) {
+		k := s.keys[id]
+		if k == nil {
+			delete(s.pending, id)
+			continue
+		}
+		c := k.clone()
+		if s.settlePending(c) {
+			s.commit(c, index, p.Now)
+		}
+	}
+	return Result{}
+}
+
+// applyChanges applies a batch of a remote zone's change log to this
+// zone's replicas. An entry for a key that names this zone among its
+// replicas creates or replaces the replica (keeping this zone's revision
+// numbering); one that no longer names it removes the replica; a
+// tombstone purges it. A key that is a primary here is never overwritten.
+func applyChanges(s *state, index uint64, p *ApplyChangesV1) Result {
+	if p.SourceZone == "" || p.SourceZone == s.zone || s.zone == "" {
+		return Result{Err: invalid("changes from zone %q applied in zone %q", p.SourceZone, s.zone)}
+	}
+	prog := s.replication[p.SourceZone]
+	if p.Upto <= prog.Applied {
+		return Result{} // already applied: a retried or duplicate pull
+	}
+	if p.After != prog.Applied {
+		return Result{Err: fmt.Errorf("changes of zone %s after %d, applied %d: %w",
+			p.SourceZone, p.After, prog.Applied, ErrChangeGap)}
+	}
+	last := p.After
+	for _, e := range p.Entries {
+		if e.Seq <= last || e.Seq > p.Upto || e.KeyID == "" || (e.Key == nil) == (e.Tombstone == nil) ||
+			(e.Key != nil && (e.Key.ID != e.KeyID || e.Key.PrimaryZone != p.SourceZone)) {
+			return Result{Err: invalid("malformed change entry %d of zone %s", e.Seq, p.SourceZone)}
+		}
+		last = e.Seq
+	}
+	for _, e := range p.Entries {
+		local, exists := s.keys[e.KeyID]
+		if exists && !local.IsReplicaIn(s.zone) {
+			continue // a primary here; its own zone's log is authoritative
+		}
+		switch {
+		case e.Tombstone != nil:
+			if exists {
+				s.removeKey(local)
+			}
+			if _, dead := s.tombstones[e.KeyID]; !dead {
+				t := *e.Tombstone
+				t.Organization = intern(t.Organization)
+				s.tombstones[e.KeyID] = t
+			}
+		case slices.Contains(e.Key.ReplicaZones, s.zone):
+			if _, dead := s.tombstones[e.KeyID]; dead {
+				continue
+			}
+			c := e.Key.clone()
+			internKey(c)
+			c.ReplicaSeq = e.Seq
+			c.Revision = index
+			if !exists {
+				s.indexKey(c)
+			}
+			s.keys[c.ID] = c
+		case exists:
+			s.removeKey(local) // this zone left the key's replica set
+		}
+	}
+	prog.Zone, prog.Applied = intern(p.SourceZone), p.Upto
+	s.replication[prog.Zone] = prog
+	return Result{}
+}
+
+// indexKey adds a new key's id to its organization's index.
+func (s *state) indexKey(k *Key) {
+	x := s.byOrg[k.Organization]
+	if x == nil {
+		x = &idIndex{}
+		s.byOrg[k.Organization] = x
+	}
+	x.insert(k.ID)
+}
+
+// removeKey drops a live key and its index entry.
+func (s *state) removeKey(k *Key) {
+	delete(s.keys, k.ID)
+	delete(s.pending, k.ID)
+	if x := s.byOrg[k.Organization]; x != nil {
+		x.remove(k.ID)
+		if len(x.chunks) == 0 {
+			delete(s.byOrg, k.Organization)
+		}
+	}
+}
+
+// ChangesAfter returns the entries of this zone's compacted change log
+// with a sequence above after, in order, at most limit of them (limit <= 0:
+// all), and upto, the sequence they cover: every entry in (after, upto]
+// is included, so a puller that applies them has applied the log up to
+// upto.
+func (f *FSM) ChangesAfter(after uint64, limit int) (entries []ChangeEntry, upto uint64) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	upto = f.st.changeSeq
+	f.st.bySeq.AscendGreaterOrEqual(seqEntry{seq: after + 1}, func(se seqEntry) bool {
+		if limit > 0 && len(entries) == limit {
+			upto = entries[len(entries)-1].Seq
+			return false
+		}
+		entries = append(entries, f.st.changes[se.keyID])
+		return true
+	})
+	if upto < after {
+		upto = after
+	}
+	return entries, upto
+}
+
+// ChangeSeq returns the head of this zone's change log.
+func (f *FSM) ChangeSeq() uint64 {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.st.changeSeq
+}
+
+// ChangeLogLen returns the number of entries in the compacted change log.
+func (f *FSM) ChangeLogLen() int {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return len(f.st.changes)
+}
+
+// Replication returns the progress with every remote zone this zone has
+// exchanged changes with, sorted by zone.
+func (f *FSM) Replication() []ZoneProgress {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	out := make([]ZoneProgress, 0, len(f.st.replication))
+	for _, z := range slices.Sorted(maps.Keys(f.st.replication)) {
+		out = append(out, f.st.replication[z])
+	}
+	return out
+}
+
+// ReplicationOf returns the progress with one remote zone.
+func (f *FSM) ReplicationOf(zone string) ZoneProgress {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	p := f.st.replication[zone]
+	p.Zone = zone
+	return p
+}
+
+// NeedsAck reports whether recording that zone has applied this zone's
+// change log up to seq would change anything: it is news, and a pending
+// version waits for it. Acks that settle nothing are not worth a Raft
+// write.
+func (f *FSM) NeedsAck(zone string, seq uint64) bool {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	if seq <= f.st.replication[zone].Acked || seq > f.st.changeSeq {
+		return false
+	}
+	for id := range f.st.pending {
+		k := f.st.keys[id]
+		if k != nil && k.PendingSeq <= seq && slices.Contains(k.PendingZones, zone) {
+			return true
+		}
+	}
+	return false
+}
+
+// WaitChanges blocks until this zone's change log has an entry after
+// seq, or ctx is done (returning ctx.Err()).
+func (f *FSM) WaitChanges(ctx context.Context, seq uint64) error {
+	for {
+		ch := f.nextApply()
+		if f.ChangeSeq() > seq {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// nextApply returns a channel closed when the applied index next advances.
+func (f *FSM) nextApply() <-chan struct{} {
+	f.waitMu.Lock()
+	defer f.waitMu.Unlock()
+	if f.waitCh == nil {
+		f.waitCh = make(chan struct{})
+	}
+	return f.waitCh
+}

@@ -25,7 +25,7 @@ func (s *Service) Encrypt(ctx context.Context, p EncryptParams) (CryptoResult, e
 	if err != nil {
 		return CryptoResult{}, err
 	}
-	k, kid, err := s.keyForEncrypt(ctx, p.Organization, p.KeyID)
+	k, kid, err := s.enabledKey(ctx, p.Organization, p.KeyID)
 	if err != nil {
 		return CryptoResult{}, err
 	}
@@ -48,8 +48,10 @@ func (s *Service) seal(k *fsm.Key, kid kzcrypto.KeyID, plaintext, ad []byte) (Cr
 	return CryptoResult{KeyID: k.ID, KeyVersion: v.Number, Ciphertext: ct}, nil
 }
 
-// keyForEncrypt returns the organization's key, enabled.
-func (s *Service) keyForEncrypt(ctx context.Context, org, id string) (*fsm.Key, kzcrypto.KeyID, error) {
+// enabledKey returns the organization's key named id, which must be
+// enabled: the key a caller names for encrypt, data keys, a re-encrypt's
+// destination, or as the key a ciphertext must belong to.
+func (s *Service) enabledKey(ctx context.Context, org, id string) (*fsm.Key, kzcrypto.KeyID, error) {
 	kid, err := parseKeyID(id)
 	if err != nil {
 		return nil, kid, err
@@ -95,8 +97,10 @@ func (s *Service) lookup(ctx context.Context, org, id string, version uint32) (*
 
 // Decrypt opens a ciphertext. Every failure that concerns the ciphertext
 // itself (malformed, tampered, wrong context, unknown key or version in
-// it) is the one ErrDecrypt; only a key named by the caller that does not
-// exist, or a key that is not enabled, is told apart.
+// it, another key's) is the one ErrDecrypt; only a key named by the
+// caller that does not exist (ErrKeyNotFound), or a key that is not
+// enabled (ErrKeyDisabled), is told apart, and a named key is judged
+// before the ciphertext is read.
 func (s *Service) Decrypt(ctx context.Context, p DecryptParams) (CryptoResult, error) {
 	ad, err := associatedData(p.Organization, p.Context)
 	if err != nil {
@@ -109,9 +113,15 @@ func (s *Service) Decrypt(ctx context.Context, p DecryptParams) (CryptoResult, e
 	return s.open(k, p.Ciphertext, ad)
 }
 
+// keyForDecrypt returns the enabled key whose material opens ct. A key
+// named by the caller is settled first, from the state alone: missing (or
+// another organization's) is ErrKeyNotFound and not enabled is
+// ErrKeyDisabled, whatever ct holds. Only then is ct looked at, and every
+// problem with it is the one ErrDecrypt, so the answer never depends on
+// which part of a ciphertext is wrong.
 func (s *Service) keyForDecrypt(ctx context.Context, org, named string, ct []byte) (*fsm.Key, error) {
 	if named != "" {
-		if _, err := parseKeyID(named); err != nil {
+		if _, _, err := s.enabledKey(ctx, org, named); err != nil {
 			return nil, err
 		}
 	}
@@ -124,18 +134,10 @@ func (s *Service) keyForDecrypt(ctx context.Context, org, named string, ct []byt
 	}
 	id := h.KeyID.String()
 	if named != "" && named != id {
-		if _, ok := s.lookup(ctx, org, named, 0); !ok {
-			return nil, fmt.Errorf("key %s: %w", named, fsm.ErrKeyNotFound)
-		}
 		return nil, kzcrypto.ErrDecrypt
 	}
 	k, ok := s.lookup(ctx, org, id, h.Version)
 	if !ok {
-		if named != "" {
-			if _, exists := s.fsm.Key(named); !exists {
-				return nil, fmt.Errorf("key %s: %w", named, fsm.ErrKeyNotFound)
-			}
-		}
 		return nil, kzcrypto.ErrDecrypt
 	}
 	if k.State != fsm.KeyStateEnabled {
@@ -177,7 +179,7 @@ func (s *Service) GenerateDataKey(ctx context.Context, p DataKeyParams) (CryptoR
 	if err != nil {
 		return CryptoResult{}, err
 	}
-	k, kid, err := s.keyForEncrypt(ctx, p.Organization, p.KeyID)
+	k, kid, err := s.enabledKey(ctx, p.Organization, p.KeyID)
 	if err != nil {
 		return CryptoResult{}, err
 	}
@@ -199,7 +201,9 @@ func (s *Service) GenerateDataKey(ctx context.Context, p DataKeyParams) (CryptoR
 
 // ReEncrypt opens a ciphertext and seals its plaintext again under the
 // destination key's current version (the source key's by default). The
-// plaintext never leaves the service.
+// plaintext never leaves the service. Keys the caller names (source and
+// destination) are judged before the ciphertext, as in Decrypt, so
+// nothing is opened for a request that can't succeed.
 func (s *Service) ReEncrypt(ctx context.Context, p ReEncryptParams) (CryptoResult, error) {
 	ad, err := associatedData(p.Organization, p.Context)
 	if err != nil {
@@ -208,6 +212,11 @@ func (s *Service) ReEncrypt(ctx context.Context, p ReEncryptParams) (CryptoResul
 	destAD, err := associatedData(p.Organization, p.DestinationContext)
 	if err != nil {
 		return CryptoResult{}, err
+	}
+	if p.DestinationKeyID != "" {
+		if _, _, err := s.enabledKey(ctx, p.Organization, p.DestinationKeyID); err != nil {
+			return CryptoResult{}, err
+		}
 	}
 	src, err := s.keyForDecrypt(ctx, p.Organization, p.KeyID, p.Ciphertext)
 	if err != nil {
@@ -222,7 +231,7 @@ func (s *Service) ReEncrypt(ctx context.Context, p ReEncryptParams) (CryptoResul
 	if dest == "" {
 		dest = src.ID
 	}
-	k, kid, err := s.keyForEncrypt(ctx, p.Organization, dest)
+	k, kid, err := s.enabledKey(ctx, p.Organization, dest)
 	if err != nil {
 		return CryptoResult{}, err
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/keyzone/keyzone/cluster"
 	"github.com/keyzone/keyzone/fsm"
 	"github.com/keyzone/keyzone/keys"
+	"github.com/keyzone/keyzone/zone"
 )
 
 // Config is everything one node needs. Cluster.FSM, Cluster.APIAddress,
@@ -31,9 +32,14 @@ type Config struct {
 	// APIAdvertise is the base URL other nodes reach this API on; it
 	// defaults to http://<bound address>.
 	APIAdvertise string
-	// RootToken is the bearer token of every API call until tenancy.
+	// RootToken is the bearer token of every API call until tenancy. It
+	// also authenticates calls between nodes, across zones too, so every
+	// zone of a deployment is given the same one (and the same root key).
 	RootToken string
-	Logger    hclog.Logger
+	// ReplicationPollWait bounds how long a pull of another zone's change
+	// log waits for a change (0: the zone package's default).
+	ReplicationPollWait time.Duration
+	Logger              hclog.Logger
 }
 
 // Server is a running node.
@@ -45,6 +51,7 @@ type Server struct {
 	fsm      *fsm.FSM
 	node     *cluster.Node
 	keys     *keys.Service
+	repl     *zone.Replicator
 	apiURL   string
 
 	cancel context.CancelFunc
@@ -120,11 +127,29 @@ func (s *Server) start() error {
 	s.keys = svc
 	node.OnLeader(svc.LeaderTask)
 
+	repl, err := zone.New(zone.Config{
+		Zone:      cc.Zone,
+		FSM:       s.fsm,
+		Proposer:  node,
+		Directory: directory{node},
+		Token:     s.cfg.RootToken,
+		Logger:    s.cfg.Logger,
+		PollWait:  s.cfg.ReplicationPollWait,
+	})
+	if err != nil {
+		return err
+	}
+	s.repl = repl
+	node.OnLeader(repl.LeaderTask)
+	internal := http.NewServeMux()
+	internal.Handle(zone.ChangesPath, repl.Handler())
+	internal.Handle("/v1/internal/", node.InternalHandler())
+
 	router, err := api.NewRouter(api.Config{
 		Keys:       svc,
 		Cluster:    node,
 		RootToken:  s.cfg.RootToken,
-		Internal:   node.InternalHandler(),
+		Internal:   internal,
 		MaxPayload: kc.MaxPayload,
 		Logger:     s.cfg.Logger,
 	})
@@ -178,6 +203,7 @@ func (s *Server) Keys() *keys.Service { return s.keys }
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.once.Do(func() {
 		var errs []error
+		s.repl.Close()
 		if err := s.http.Shutdown(ctx); err != nil {
 			errs = append(errs, err)
 			s.http.Close()
@@ -188,4 +214,16 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.err = errors.Join(errs...)
 	})
 	return s.err
+}
+
+// directory shows the gossip pool to the zone replicator.
+type directory struct{ node *cluster.Node }
+
+func (d directory) Peers() []zone.Peer {
+	members := d.node.Members()
+	out := make([]zone.Peer, 0, len(members))
+	for _, m := range members {
+		out = append(out, zone.Peer{ID: m.ID, Zone: m.Zone, APIAddress: m.APIAddress})
+	}
+	return out
 }

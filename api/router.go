@@ -73,8 +73,9 @@ type Config struct {
 	// RootToken is the bearer token required on every /v1 route except
 	// GET /v1/health. Required.
 	RootToken string
-	// Internal, when set, serves /v1/internal/* (node-to-node forwarding)
-	// behind the same token check. It sees the full request path, e.g.
+	// Internal, when set, serves /v1/internal/* (node-to-node forwarding).
+	// It is not behind the root token: it must check the nodes' peer
+	// token itself. It sees the full request path, e.g.
 	// /v1/internal/propose, and reads the body without the API's limit.
 	Internal http.Handler
 	// MaxPayload is the largest plaintext accepted, in bytes; 0 means
@@ -172,7 +173,9 @@ func NewRouter(cfg Config) (http.Handler, error) {
 	authed.POST("/re-encrypt", s.reEncrypt)
 
 	if cfg.Internal != nil {
-		authed.Any("/internal/*path", gin.WrapH(cfg.Internal))
+		// Node-to-node routes authenticate with the nodes' own peer
+		// token, which API callers never hold; the handler checks it.
+		v1.Any("/internal/*path", gin.WrapH(cfg.Internal))
 	}
 	return e, nil
 }

@@ -26,6 +26,7 @@ const wrappedSize = NonceSize + MaterialSize + gcmTagSize
 type REK struct {
 	aead cipher.AEAD
 	id   string
+	peer string
 }
 
 // NewREK builds a REK from exactly 32 raw bytes (else ErrInvalidREK). raw
@@ -42,10 +43,25 @@ func NewREK(raw []byte) (*REK, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalidREK, err)
 	}
-	mac := hmac.New(sha256.New, raw)
-	mac.Write([]byte(labelREKID))
-	return &REK{aead: aead, id: hex.EncodeToString(mac.Sum(nil)[:8])}, nil
+	return &REK{aead: aead, id: hex.EncodeToString(derive(raw, labelREKID)[:8]), peer: hex.EncodeToString(derive(raw, labelPeerToken))}, nil
 }
+
+// labelPeerToken derives the token nodes authenticate to each other with.
+const labelPeerToken = "keyzone/v1/peer-token"
+
+func derive(raw []byte, label string) []byte {
+	mac := hmac.New(sha256.New, raw)
+	mac.Write([]byte(label))
+	return mac.Sum(nil)
+}
+
+// PeerToken is the bearer token nodes present to each other (forwarded
+// proposals, read indexes, change-log pulls): HMAC-SHA256(key=raw REK,
+// "keyzone/v1/peer-token") in hex. Every node of every zone holds the
+// same REK, so they agree on it without another secret to distribute,
+// while an API caller, who never sees the REK, can't forge node-to-node
+// calls. It is a secret: never log it.
+func (r *REK) PeerToken() string { return r.peer }
 
 // ParseREK decodes the REK from standard (padded) base64, as read from a
 // flag, environment variable or file; surrounding whitespace such as a

@@ -234,3 +234,18 @@ func TestREK_ConstructorCopies(t *testing.T) {
 		t.Errorf("after wiping the caller's bytes: got %v, want nil", err)
 	}
 }
+
+func TestREK_PeerToken(t *testing.T) {
+	a, _ := NewREK(bytes.Repeat([]byte{1}, 32))
+	a2, _ := NewREK(bytes.Repeat([]byte{1}, 32))
+	b, _ := NewREK(bytes.Repeat([]byte{2}, 32))
+	if a.PeerToken() != a2.PeerToken() {
+		t.Error("the same REK derived two peer tokens")
+	}
+	if a.PeerToken() == b.PeerToken() || len(a.PeerToken()) != 64 {
+		t.Errorf("peer tokens %q and %q: want distinct 64-hex-char tokens", a.PeerToken(), b.PeerToken())
+	}
+	if a.PeerToken() == a.ID() || strings.Contains(a.PeerToken(), a.ID()) {
+		t.Error("the peer token is related to the public REK id")
+	}
+}

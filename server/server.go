@@ -32,9 +32,9 @@ type Config struct {
 	// APIAdvertise is the base URL other nodes reach this API on; it
 	// defaults to http://<bound address>.
 	APIAdvertise string
-	// RootToken is the bearer token of every API call until tenancy. It
-	// also authenticates calls between nodes, across zones too, so every
-	// zone of a deployment is given the same one (and the same root key).
+	// RootToken is the bearer token of every API call until tenancy.
+	// Nodes authenticate to each other with a token derived from the root
+	// key instead, so every zone of a deployment is given the same root key.
 	RootToken string
 	// ReplicationPollWait bounds how long a pull of another zone's change
 	// log waits for a change (0: the zone package's default).
@@ -107,7 +107,7 @@ func (s *Server) start() error {
 	cc.FSM = s.fsm
 	cc.Logger = s.cfg.Logger
 	cc.APIAddress = s.apiURL
-	cc.InternalToken = s.cfg.RootToken
+	cc.InternalToken = s.cfg.Keys.REK.PeerToken()
 	cc.RekID = s.cfg.Keys.REK.ID()
 	node, err := cluster.Open(cc)
 	if err != nil {
@@ -132,7 +132,7 @@ func (s *Server) start() error {
 		FSM:       s.fsm,
 		Proposer:  node,
 		Directory: directory{node},
-		Token:     s.cfg.RootToken,
+		Token:     s.cfg.Keys.REK.PeerToken(),
 		Logger:    s.cfg.Logger,
 		PollWait:  s.cfg.ReplicationPollWait,
 	})

@@ -303,7 +303,6 @@ func TestHostile_EveryRoute(t *testing.T) {
 		{name: "basic scheme", method: "GET", path: "/v1/keys", auth: "Basic " + std([]byte("root:root")), status: s401, code: unauth},
 		{name: "token prefix", method: "POST", path: ka + "/encrypt", body: `{` + pt + `}`, auth: "Bearer kz_test_", status: s401, code: unauth},
 		{name: "no token, decrypt", method: "POST", path: "/v1/decrypt", body: ctJSON(ctA, ecJSON), auth: "-", status: s401, code: unauth},
-		{name: "no token, internal", method: "POST", path: "/v1/internal/propose", body: `{}`, auth: "-", status: s401, code: unauth},
 
 		// Routes and methods.
 		{name: "unknown route", method: "GET", path: "/v1/nope", status: s404, code: nf},
@@ -581,14 +580,23 @@ func TestHostile_EveryRoute(t *testing.T) {
 		}
 	}
 
-	// The internal routes answer in their own format; hostile input
+	// The internal routes take the nodes' peer token, derived from the
+	// root key: the API's root token does not open them. Hostile input
 	// there is still a 4xx.
-	for _, tc := range []hostileCase{
-		{name: "internal propose {", method: "POST", path: "/v1/internal/propose", body: `{`, status: s400},
-		{name: "internal unknown", method: "GET", path: "/v1/internal/nope", status: s404},
+	peer := c.REK.PeerToken()
+	for _, tc := range []struct {
+		hostileCase
+		token string
+	}{
+		{hostileCase{name: "internal, no token", method: "POST", path: "/v1/internal/propose", body: `{}`, auth: "-", status: s401}, peer},
+		{hostileCase{name: "internal, root token", method: "POST", path: "/v1/internal/propose", body: `{}`, status: s401}, c.Token},
+		{hostileCase{name: "internal changes, root token", method: "GET", path: "/v1/internal/changes?after=0&zone=zone-b&wait=0s", status: s401}, c.Token},
+		{hostileCase{name: "internal propose {", method: "POST", path: "/v1/internal/propose", body: `{`, status: s400}, peer},
+		{hostileCase{name: "internal changes, bad after", method: "GET", path: "/v1/internal/changes?after=x&zone=zone-b&wait=0s", status: s400}, peer},
+		{hostileCase{name: "internal unknown", method: "GET", path: "/v1/internal/nope", status: s404}, peer},
 	} {
 		for _, n := range c.Nodes {
-			if a := sendHostile(hc, n.Addr(), c.Token, tc); a.err != nil || a.status != tc.status {
+			if a := sendHostile(hc, n.Addr(), tc.token, tc.hostileCase); a.err != nil || a.status != tc.status {
 				t.Errorf("%s: %s: got %d %v, want %d", n.ID, tc.name, a.status, a.err, tc.status)
 			}
 		}

@@ -275,7 +275,10 @@ func applyUpdateKey(s *state, index uint64, p *UpdateKeyV1) Result {
 		return Result{Key: k}
 	}
 	c := k.clone()
-	if p.RotationPolicy != nil {
+	if p.RotationPolicy != nil && p.RotationPolicy.Period != k.RotationPolicy.Period {
+		// Re-sending the period a key already has keeps its schedule: a
+		// client that PATCHes the whole object must not postpone the
+		// next rotation forever.
 		policy, err := validatePolicy(*p.RotationPolicy, p.Now)
 		if err != nil {
 			return Result{Err: fmt.Errorf("update key %s: %w", k.ID, err)}

@@ -250,3 +250,18 @@ func TestFSM_ZonesSnapshotRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+func TestFSM_UpdateSamePeriodKeepsSchedule(t *testing.T) {
+	f := newFSM(t)
+	mustApply(t, f, CmdCreateKey, withPolicy(createKey("k1", orgA), day, t0+day))
+	same := RotationPolicy{Period: day, NextRotationAt: t0 + hour + day}
+	k := mustApply(t, f, CmdUpdateKey, UpdateKeyV1{KeyRefV1: ref("k1", orgA, t0+hour), RotationPolicy: &same})
+	if k.RotationPolicy.NextRotationAt != t0+day {
+		t.Errorf("re-sending the same period moved next rotation to %d, want %d", k.RotationPolicy.NextRotationAt, t0+day)
+	}
+	other := RotationPolicy{Period: 2 * day, NextRotationAt: t0 + hour + 2*day}
+	k = mustApply(t, f, CmdUpdateKey, UpdateKeyV1{KeyRefV1: ref("k1", orgA, t0+hour), RotationPolicy: &other})
+	if k.RotationPolicy != other {
+		t.Errorf("a new period: got %+v, want %+v", k.RotationPolicy, other)
+	}
+}

@@ -53,8 +53,8 @@ func validateText(field, v string, max int) error {
 // normalizeTags checks tags and returns them without duplicates, in the
 // caller's order.
 func normalizeTags(tags []string) ([]string, error) {
-	if len(tags) > maxTags {
-		return nil, invalid("%d tags given, at most %d allowed", len(tags), maxTags)
+	if len(tags) > 4*maxTags {
+		return nil, invalid("%d tags given, at most %d distinct allowed", len(tags), maxTags)
 	}
 	out := make([]string, 0, len(tags))
 	seen := map[string]bool{}
@@ -69,6 +69,9 @@ func normalizeTags(tags []string) ([]string, error) {
 			seen[t] = true
 			out = append(out, t)
 		}
+	}
+	if len(out) > maxTags {
+		return nil, invalid("%d distinct tags given, at most %d allowed", len(out), maxTags)
 	}
 	return out, nil
 }

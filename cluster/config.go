@@ -90,13 +90,29 @@ func (c *Config) Validate() error {
 	if c.DataDir == "" {
 		errs = append(errs, errors.New("data dir is required"))
 	}
-	for name, addr := range map[string]string{"raft bind": c.RaftBind, "gossip bind": c.GossipBind} {
-		if _, _, err := net.SplitHostPort(addr); err != nil {
-			errs = append(errs, fmt.Errorf("%s address %q: %w", name, addr, err))
+	addrs := []struct {
+		name, addr string
+		optional   bool
+	}{
+		{name: "raft bind", addr: c.RaftBind},
+		{name: "raft advertise", addr: c.RaftAdvertise, optional: true},
+		{name: "gossip bind", addr: c.GossipBind},
+		{name: "gossip advertise", addr: c.GossipAdvertise, optional: true},
+	}
+	for _, a := range addrs {
+		if a.optional && a.addr == "" {
+			continue
+		}
+		if _, _, err := net.SplitHostPort(a.addr); err != nil {
+			errs = append(errs, fmt.Errorf("%s address %q: %w", a.name, a.addr, err))
 		}
 	}
 	if c.APIAddress == "" {
 		errs = append(errs, errors.New("api address is required"))
+	}
+	if c.InternalToken == "" {
+		// Without it every forwarded proposal and read index is refused.
+		errs = append(errs, errors.New("internal token is required"))
 	}
 	if c.BootstrapExpect < 0 {
 		errs = append(errs, errors.New("bootstrap-expect must not be negative"))

@@ -24,8 +24,8 @@ func (n *Node) Status(ctx context.Context) (Status, error) {
 		return Status{}, mapRaftError(err)
 	}
 	alive := map[string]Member{}
-	if n.pool != nil {
-		for _, m := range n.pool.members() {
+	if p := n.pool.Load(); p != nil {
+		for _, m := range p.members() {
 			alive[m.ID] = m
 		}
 	}

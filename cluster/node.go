@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -33,14 +34,22 @@ type Node struct {
 	raft      *raft.Raft
 	transport *raft.NetworkTransport
 	store     *raftboltdb.BoltStore
-	pool      *pool
-	http      *http.Client
+	// pool is set by Start while the API may already serve requests
+	// (status, forwarded proposals), hence atomic.
+	pool atomic.Pointer[pool]
+	http *http.Client
 
 	notifyCh chan bool
+	// bootstraps counts successful BootstrapCluster calls (tests check
+	// that exactly one node of a zone bootstraps).
+	bootstraps atomic.Int32
 
-	mu          sync.Mutex
-	tasks       []LeaderTask
-	leaderReady bool // Barrier done in the current leadership term
+	mu      sync.Mutex
+	tasks   []LeaderTask
+	started bool
+	// readyTerm is the term whose Barrier this node passed as leader, 0
+	// when none: a leader is ready only while it still leads in that term.
+	readyTerm uint64
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -66,18 +75,29 @@ func Open(cfg Config) (*Node, error) {
 		logger:   cfg.Logger.Named("cluster"),
 		fsm:      cfg.FSM,
 		notifyCh: make(chan bool, 16),
-		http: &http.Client{Transport: &http.Transport{
-			Proxy:               nil,
-			MaxIdleConnsPerHost: 64,
-			IdleConnTimeout:     90 * time.Second,
-		}},
+		http:     newHTTPClient(),
 	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	if err := n.openRaft(); err != nil {
+		n.cancel()
 		n.closeStores()
 		return nil, err
 	}
 	return n, nil
+}
+
+// newHTTPClient returns the client of node-to-node calls. The dial is
+// bounded so that a leader that vanished (no answer at all, not even a
+// refusal) is given up on and looked up again within LeaderWait; the
+// call itself is bounded by the caller's context and by the leader's
+// raft timeouts.
+func newHTTPClient() *http.Client {
+	return &http.Client{Transport: &http.Transport{
+		Proxy:               nil,
+		DialContext:         (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConnsPerHost: 64,
+		IdleConnTimeout:     90 * time.Second,
+	}}
 }
 
 func (n *Node) openRaft() error {
@@ -137,16 +157,25 @@ func (n *Node) OnLeader(t LeaderTask) {
 // Start joins the gossip pool and starts the loops that bootstrap the
 // zone, follow leadership and reconcile membership.
 func (n *Node) Start() error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.started {
+		return errors.New("cluster: node already started")
+	}
+	if n.ctx.Err() != nil {
+		return ErrShutdown
+	}
 	p, err := newPool(n.cfg, string(n.transport.LocalAddr()), n.logger)
 	if err != nil {
 		return err
 	}
-	n.pool = p
+	n.started = true
+	n.pool.Store(p)
 	if len(n.cfg.Join) > 0 {
 		n.wg.Add(1)
 		go func() {
 			defer n.wg.Done()
-			n.pool.joinLoop(n.ctx, n.cfg.Join)
+			p.joinLoop(n.ctx, n.cfg.Join)
 		}()
 	}
 	n.wg.Add(2)
@@ -172,10 +201,11 @@ func (n *Node) RaftAddress() string { return string(n.transport.LocalAddr()) }
 
 // GossipAddress returns the address other nodes join the pool through.
 func (n *Node) GossipAddress() string {
-	if n.pool == nil {
+	p := n.pool.Load()
+	if p == nil {
 		return ""
 	}
-	return n.pool.address()
+	return p.address()
 }
 
 // IsLeader reports whether this node currently leads its zone.
@@ -188,10 +218,14 @@ func (n *Node) Raft() *raft.Raft { return n.raft }
 // to call more than once.
 func (n *Node) Shutdown() error {
 	n.shutdownOnce.Do(func() {
+		// Under mu, so that a concurrent Start either finished (its
+		// goroutines are in wg) or will see the cancelled context.
+		n.mu.Lock()
 		n.cancel()
+		n.mu.Unlock()
 		var errs []error
-		if n.pool != nil {
-			errs = append(errs, n.pool.shutdown())
+		if p := n.pool.Load(); p != nil {
+			errs = append(errs, p.shutdown())
 		}
 		if n.raft != nil {
 			errs = append(errs, n.raft.Shutdown().Error())
@@ -218,7 +252,12 @@ func (n *Node) closeStores() error {
 // bootstrapLoop waits until BootstrapExpect nodes of the zone see each
 // other and lets exactly one of them, the lowest id, bootstrap Raft with
 // all of them. It never bootstraps a node that has Raft state, so a
-// restarted node or zone keeps its configuration.
+// restarted node or zone keeps its configuration; nor while one of the
+// chosen members has Raft state (asked over the internal API, as Consul
+// asks its peers before bootstrapping): a node that joins a running zone
+// with the zone's bootstrap-expect and an id that sorts first, or a
+// member whose data dir was wiped, waits to be added by the leader
+// instead of starting a configuration of its own.
 func (n *Node) bootstrapLoop() {
 	if n.cfg.BootstrapExpect == 0 {
 		return
@@ -234,7 +273,7 @@ func (n *Node) bootstrapLoop() {
 		if n.hasRaftState() {
 			return
 		}
-		members := n.pool.zoneMembers(n.cfg.Zone)
+		members := n.pool.Load().zoneMembers(n.cfg.Zone)
 		if len(members) < n.cfg.BootstrapExpect {
 			continue
 		}
@@ -244,17 +283,45 @@ func (n *Node) bootstrapLoop() {
 			// from the leader (hasRaftState turns true).
 			continue
 		}
+		if err := n.peersWithoutState(members[1:]); err != nil {
+			n.logger.Debug("not bootstrapping", "reason", err)
+			continue
+		}
 		var servers []raft.Server
 		for _, m := range members {
 			servers = append(servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(m.ID), Address: raft.ServerAddress(m.RaftAddress)})
 		}
 		n.logger.Info("bootstrapping zone", "zone", n.cfg.Zone, "voters", len(servers))
-		if err := n.raft.BootstrapCluster(raft.Configuration{Servers: servers}).Error(); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
+		err := n.raft.BootstrapCluster(raft.Configuration{Servers: servers}).Error()
+		switch {
+		case err == nil:
+			n.bootstraps.Add(1)
+		case errors.Is(err, raft.ErrCantBootstrap):
+			// Raft state appeared since the check: a leader reached us.
+		default:
 			n.logger.Error("bootstrap failed", "error", err)
 			continue
 		}
 		return
 	}
+}
+
+// peersWithoutState returns nil once every member says it has no Raft
+// state, else why not.
+func (n *Node) peersWithoutState(members []Member) error {
+	for _, m := range members {
+		ctx, cancel := context.WithTimeout(n.ctx, 2*time.Second)
+		var out raftStateResponse
+		err := n.callPeer(ctx, m, http.MethodGet, internalRaftState, nil, &out)
+		cancel()
+		switch {
+		case err != nil:
+			return fmt.Errorf("ask %s for its raft state: %w", m.ID, err)
+		case out.HasState:
+			return fmt.Errorf("%s already has raft state: the zone exists", m.ID)
+		}
+	}
+	return nil
 }
 
 func (n *Node) hasRaftState() bool {
@@ -268,20 +335,25 @@ func (n *Node) hasRaftState() bool {
 // leadershipLoop follows leadership changes: on gaining it, it waits for
 // a Barrier (so reads and leader tasks see every earlier entry), then runs
 // the leader tasks and the membership reconciler until it is lost.
+//
+// Raft sends every change on NotifyCh, in order, and blocks while the
+// buffer is full, so none is missed; but this loop may be late, e.g. while
+// it waits for the tasks of a lost term to return. Readiness is therefore
+// tied to the term whose Barrier passed (readyTerm), not to the last
+// notification handled: a node that leads again in a later term is not
+// ready before this loop has run that term's Barrier.
 func (n *Node) leadershipLoop() {
 	var (
 		leaderCancel context.CancelFunc
 		leaderWG     sync.WaitGroup
 	)
 	stop := func() {
+		n.setReadyTerm(0)
 		if leaderCancel != nil {
 			leaderCancel()
 			leaderWG.Wait()
 			leaderCancel = nil
 		}
-		n.mu.Lock()
-		n.leaderReady = false
-		n.mu.Unlock()
 	}
 	defer stop()
 	for {
@@ -307,8 +379,13 @@ func (n *Node) leadershipLoop() {
 }
 
 func (n *Node) runLeader(ctx context.Context, wg *sync.WaitGroup) {
+	var term uint64
 	for {
-		err := n.raft.Barrier(n.cfg.ApplyTimeout).Error()
+		// The term is read before the Barrier: if the Barrier commits, it
+		// did so in this term or a later one, and a later one never
+		// matches readyTerm (terms only grow).
+		term = n.raft.CurrentTerm()
+		err := n.await(n.raft.Barrier(n.cfg.ApplyTimeout))
 		if err == nil {
 			break
 		}
@@ -323,9 +400,14 @@ func (n *Node) runLeader(ctx context.Context, wg *sync.WaitGroup) {
 		}
 	}
 	n.mu.Lock()
-	n.leaderReady = true
+	if ctx.Err() != nil {
+		n.mu.Unlock()
+		return
+	}
+	n.readyTerm = term
 	tasks := append([]LeaderTask(nil), n.tasks...)
 	n.mu.Unlock()
+	n.logger.Info("leader ready", "zone", n.cfg.Zone, "term", term)
 	wg.Add(len(tasks) + 1)
 	go func() {
 		defer wg.Done()
@@ -339,23 +421,33 @@ func (n *Node) runLeader(ctx context.Context, wg *sync.WaitGroup) {
 	}
 }
 
+func (n *Node) setReadyTerm(term uint64) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.readyTerm = term
+}
+
 // reconcileLoop adds every live pool member of this zone that is not yet
 // a voter. Only the leader turns membership into Raft configuration.
 func (n *Node) reconcileLoop(ctx context.Context) {
 	ticker := time.NewTicker(500 * time.Millisecond)
 	defer ticker.Stop()
+	p := n.pool.Load()
 	for {
-		n.reconcile()
+		// Take the change channel first, so that a change during
+		// reconcile wakes the next round.
+		changed := p.changed()
+		n.reconcile(p)
 		select {
 		case <-ctx.Done():
 			return
 		case <-ticker.C:
-		case <-n.pool.changed():
+		case <-changed:
 		}
 	}
 }
 
-func (n *Node) reconcile() {
+func (n *Node) reconcile(p *pool) {
 	f := n.raft.GetConfiguration()
 	if f.Error() != nil {
 		return
@@ -364,20 +456,23 @@ func (n *Node) reconcile() {
 	for _, s := range f.Configuration().Servers {
 		voters[s.ID] = s.Address
 	}
-	for _, m := range n.pool.zoneMembers(n.cfg.Zone) {
+	for _, m := range p.zoneMembers(n.cfg.Zone) {
 		addr, ok := voters[raft.ServerID(m.ID)]
 		if ok && addr == raft.ServerAddress(m.RaftAddress) {
 			continue
 		}
 		n.logger.Info("adding voter", "node", m.ID, "raft_address", m.RaftAddress)
-		if err := n.raft.AddVoter(raft.ServerID(m.ID), raft.ServerAddress(m.RaftAddress), 0, n.cfg.ApplyTimeout).Error(); err != nil {
+		if err := n.await(n.raft.AddVoter(raft.ServerID(m.ID), raft.ServerAddress(m.RaftAddress), 0, n.cfg.ApplyTimeout)); err != nil {
 			n.logger.Warn("add voter failed", "node", m.ID, "error", err)
 		}
 	}
 }
 
+// isLeaderReady reports whether this node leads and has passed the
+// Barrier of its current term.
 func (n *Node) isLeaderReady() bool {
 	n.mu.Lock()
-	defer n.mu.Unlock()
-	return n.leaderReady && n.raft.State() == raft.Leader
+	ready := n.readyTerm
+	n.mu.Unlock()
+	return ready != 0 && n.raft.State() == raft.Leader && n.raft.CurrentTerm() == ready
 }

@@ -22,6 +22,7 @@ import (
 const (
 	internalPropose   = "/v1/internal/propose"
 	internalReadIndex = "/v1/internal/read-index"
+	internalRaftState = "/v1/internal/raft-state"
 	maxCommandBytes   = 4 << 20
 )
 
@@ -32,10 +33,20 @@ var errNotLeader = errors.New("cluster: not the leader")
 // Propose commits cmd through Raft and returns the FSM's result and the
 // log index. Any node accepts a proposal: a follower forwards it to the
 // leader. With no known leader it waits up to LeaderWait, then fails
-// with ErrNoLeader. ErrLeadershipLost means the outcome is unknown.
+// with ErrNoLeader. ErrLeadershipLost means the outcome is unknown. A
+// command the FSM could not decode is refused with fsm.ErrInvalidCommand
+// before it reaches the log.
+//
+// A proposal is sent again only when it surely did not reach a leader: a
+// failed dial, or a node answering that it does not lead. Anything after
+// the leader may have received it is reported, never retried, so that no
+// retry applies a command twice.
 func (n *Node) Propose(ctx context.Context, cmd fsm.Command) (fsm.Result, uint64, error) {
 	data, err := cmd.Encode()
 	if err != nil {
+		return fsm.Result{}, 0, err
+	}
+	if err := checkCommand(data); err != nil {
 		return fsm.Result{}, 0, err
 	}
 	deadline := time.Now().Add(n.cfg.LeaderWait)
@@ -50,6 +61,21 @@ func (n *Node) Propose(ctx context.Context, cmd fsm.Command) (fsm.Result, uint64
 	}
 }
 
+// checkCommand refuses a command that the FSM could not apply. Apply
+// panics on such an entry (a node that cannot apply the log stops rather
+// than diverge), so once committed it would stop every node of the zone,
+// again at each restart. The check is a dry run of the FSM's own decoder
+// on an empty state, which needs no list of command types here.
+func checkCommand(data []byte) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w: %v", fsm.ErrInvalidCommand, r)
+		}
+	}()
+	fsm.New(nil).Apply(&raft.Log{Type: raft.LogCommand, Index: 1, Term: 1, Data: data})
+	return nil
+}
+
 func (n *Node) proposeOnce(ctx context.Context, data []byte) (fsm.Result, uint64, error) {
 	if n.raft.State() == raft.Leader {
 		return n.applyLocal(data)
@@ -61,9 +87,21 @@ func (n *Node) proposeOnce(ctx context.Context, data []byte) (fsm.Result, uint64
 	return n.forward(ctx, leader, data)
 }
 
+// errShutdownWhileCommitting: raft answers ErrRaftShutdown even for an
+// entry it has already committed (and a wait abandoned at shutdown knows
+// nothing either), so the outcome is unknown.
+var errShutdownWhileCommitting = fmt.Errorf("%w: the node shut down", ErrLeadershipLost)
+
 func (n *Node) applyLocal(data []byte) (fsm.Result, uint64, error) {
+	if n.ctx.Err() != nil || n.raft.State() == raft.Shutdown {
+		// Never handed to raft: safe to send elsewhere.
+		return fsm.Result{}, 0, ErrShutdown
+	}
 	f := n.raft.Apply(data, n.cfg.ApplyTimeout)
-	if err := f.Error(); err != nil {
+	if err := n.await(f); err != nil {
+		if errors.Is(err, raft.ErrRaftShutdown) {
+			return fsm.Result{}, 0, errShutdownWhileCommitting
+		}
 		return fsm.Result{}, 0, mapRaftError(err)
 	}
 	res, ok := f.Response().(fsm.Result)
@@ -71,6 +109,21 @@ func (n *Node) applyLocal(data []byte) (fsm.Result, uint64, error) {
 		return fsm.Result{}, 0, fmt.Errorf("cluster: unexpected fsm response %T", f.Response())
 	}
 	return res, f.Index(), nil
+}
+
+// await waits for a raft future, or until the node shuts down. Raft may
+// never answer a future that is in flight when it shuts down
+// (hashicorp/raft#498); the wait then ends with raft.ErrRaftShutdown and
+// the goroutine waiting on the abandoned future stays until raft answers.
+func (n *Node) await(f raft.Future) error {
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }()
+	select {
+	case err := <-done:
+		return err
+	case <-n.ctx.Done():
+		return raft.ErrRaftShutdown
+	}
 }
 
 func mapRaftError(err error) error {
@@ -108,10 +161,11 @@ func (n *Node) waitForLeader(ctx context.Context, deadline time.Time) error {
 // leaderMember returns the current leader as the pool advertises it.
 func (n *Node) leaderMember() (Member, bool) {
 	_, id := n.raft.LeaderWithID()
-	if id == "" || n.pool == nil {
+	p := n.pool.Load()
+	if id == "" || p == nil {
 		return Member{}, false
 	}
-	return n.pool.member(string(id))
+	return p.member(string(id))
 }
 
 type proposeResponse struct {
@@ -132,18 +186,28 @@ const (
 
 func (n *Node) forward(ctx context.Context, leader Member, data []byte) (fsm.Result, uint64, error) {
 	var out proposeResponse
-	if err := n.callLeader(ctx, leader, http.MethodPost, internalPropose, data, &out); err != nil {
+	if err := n.callPeer(ctx, leader, http.MethodPost, internalPropose, data, &out); err != nil {
 		return fsm.Result{}, 0, err
 	}
 	return out.Result, out.Index, nil
 }
 
-// callLeader sends an internal request to the leader and decodes its
-// answer; errors the leader reports come back as this package's errors.
-func (n *Node) callLeader(ctx context.Context, leader Member, method, path string, body []byte, out any) error {
-	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(leader.APIAddress, "/")+path, bytes.NewReader(body))
+// callPeer sends an internal request to another node (the leader, but
+// for the bootstrap question) and decodes its answer; errors the node
+// reports come back as this package's errors. errNotLeader (look the
+// leader up again and retry) is returned only when retrying is safe: the
+// request was never delivered (the dial failed), the node said it does
+// not lead, or the request is a GET, which changes nothing. Any other
+// failure of a proposal after it may have been delivered is
+// ErrLeadershipLost: the outcome is unknown.
+func (n *Node) callPeer(ctx context.Context, peer Member, method, path string, body []byte, out any) error {
+	maybeDelivered := ErrLeadershipLost
+	if method == http.MethodGet {
+		maybeDelivered = errNotLeader
+	}
+	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(peer.APIAddress, "/")+path, bytes.NewReader(body))
 	if err != nil {
-		return fmt.Errorf("forward to %s: %w", leader.ID, err)
+		return fmt.Errorf("call %s: %w", peer.ID, err)
 	}
 	req.Header.Set("Authorization", "Bearer "+n.cfg.InternalToken)
 	req.Header.Set("Content-Type", "application/json")
@@ -152,36 +216,41 @@ func (n *Node) callLeader(ctx context.Context, leader Member, method, path strin
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		n.logger.Debug("forward to leader failed", "leader", leader.ID, "error", err)
+		n.logger.Debug("internal call failed", "node", peer.ID, "path", path, "error", err)
 		var opErr *net.OpError
 		if errors.As(err, &opErr) && opErr.Op == "dial" {
 			// Never delivered: the leader may have just died, look it up again.
 			return errNotLeader
 		}
-		// Delivered, or maybe: the leader may have committed it.
-		return ErrLeadershipLost
+		return maybeDelivered
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, maxCommandBytes))
 	if err != nil {
-		return errNotLeader
+		// The node answered, so it got the request; its answer is lost.
+		n.logger.Debug("reading internal answer failed", "node", peer.ID, "path", path, "error", err)
+		return maybeDelivered
 	}
 	if resp.StatusCode == http.StatusOK {
-		return json.Unmarshal(b, out)
+		if err := json.Unmarshal(b, out); err != nil {
+			n.logger.Warn("malformed internal answer", "node", peer.ID, "path", path, "error", err)
+			return maybeDelivered
+		}
+		return nil
 	}
 	var ie internalError
 	_ = json.Unmarshal(b, &ie)
 	switch ie.Code {
-	case internalCodeNotLeader:
+	case internalCodeNotLeader, internalCodeShutdown:
+		// Refused before raft got it (handlePropose answers "shutdown"
+		// only then).
 		return errNotLeader
 	case internalCodeLeadershipLost:
 		return ErrLeadershipLost
 	case internalCodeTimeout:
 		return ErrTimeout
-	case internalCodeShutdown:
-		return errNotLeader
 	}
-	return fmt.Errorf("forward to %s: status %d", leader.ID, resp.StatusCode)
+	return fmt.Errorf("call %s: status %d", peer.ID, resp.StatusCode)
 }
 
 // InternalHandler serves the node-to-node routes. The caller mounts it
@@ -191,13 +260,14 @@ func (n *Node) InternalHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST "+internalPropose, n.handlePropose)
 	mux.HandleFunc("GET "+internalReadIndex, n.handleReadIndex)
+	mux.HandleFunc("GET "+internalRaftState, n.handleRaftState)
 	return n.requireInternalToken(mux)
 }
 
 func (n *Node) requireInternalToken(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		got := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if n.cfg.InternalToken == "" || subtle.ConstantTimeCompare([]byte(got), []byte(n.cfg.InternalToken)) != 1 {
+		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok || n.cfg.InternalToken == "" || subtle.ConstantTimeCompare([]byte(got), []byte(n.cfg.InternalToken)) != 1 {
 			writeInternal(w, http.StatusUnauthorized, internalError{Code: "unauthorized"})
 			return
 		}
@@ -208,10 +278,16 @@ func (n *Node) requireInternalToken(next http.Handler) http.Handler {
 func (n *Node) handlePropose(w http.ResponseWriter, r *http.Request) {
 	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxCommandBytes))
 	if err != nil {
-		writeInternal(w, http.StatusRequestEntityTooLarge, internalError{Code: "too_large"})
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			writeInternal(w, http.StatusRequestEntityTooLarge, internalError{Code: "too_large"})
+			return
+		}
+		writeInternal(w, http.StatusBadRequest, internalError{Code: "bad_request"})
 		return
 	}
-	if _, err := fsm.DecodeCommand(data); err != nil {
+	if err := checkCommand(data); err != nil {
+		n.logger.Debug("refused forwarded command", "error", err)
 		writeInternal(w, http.StatusBadRequest, internalError{Code: "bad_command"})
 		return
 	}
@@ -237,6 +313,16 @@ func (n *Node) handlePropose(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+type raftStateResponse struct {
+	HasState bool `json:"has_state"`
+}
+
+// handleRaftState tells a node about to bootstrap whether this one
+// already belongs to a Raft configuration.
+func (n *Node) handleRaftState(w http.ResponseWriter, r *http.Request) {
+	writeInternal(w, http.StatusOK, raftStateResponse{HasState: n.hasRaftState()})
+}
+
 type readIndexResponse struct {
 	Index uint64 `json:"index"`
 }
@@ -260,7 +346,7 @@ func (n *Node) leaderReadIndex() (uint64, error) {
 		return 0, errNotLeader
 	}
 	idx := n.fsm.AppliedIndex()
-	if err := n.raft.VerifyLeader().Error(); err != nil {
+	if err := n.await(n.raft.VerifyLeader()); err != nil {
 		return 0, errNotLeader
 	}
 	return idx, nil
@@ -296,7 +382,7 @@ func (n *Node) readIndex(ctx context.Context) (uint64, error) {
 		return 0, ErrNoLeader
 	}
 	var out readIndexResponse
-	if err := n.callLeader(ctx, leader, http.MethodGet, internalReadIndex, nil, &out); err != nil {
+	if err := n.callPeer(ctx, leader, http.MethodGet, internalReadIndex, nil, &out); err != nil {
 		return 0, err
 	}
 	return out.Index, nil

@@ -256,7 +256,7 @@ func remoteKey(id, org, primary string, replicas ...string) *Key {
 	return &Key{
 		ID: id, Organization: org, Name: "name-" + id, Tags: []string{}, Usage: UsageSymmetricEncryption,
 		Algorithm: AlgorithmAES256GCM, Origin: OriginKeyzone, State: KeyStateEnabled,
-		Versions: []Version{{Number: 1, Wrapped: wrapped(id, 1), RekID: "rek-1", CreatedAt: t0, State: VersionStateEnabled}},
+		Versions:       []Version{{Number: 1, Wrapped: wrapped(id, 1), RekID: "rek-1", CreatedAt: t0, State: VersionStateEnabled}},
 		CurrentVersion: 1, PrimaryZone: primary, ReplicaZones: replicas, CreatedAt: t0, UpdatedAt: t0, Revision: 7,
 	}
 }

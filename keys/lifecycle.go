@@ -6,6 +6,8 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	kzcrypto "github.com/keyzone/keyzone/crypto"
@@ -50,8 +52,9 @@ func (s *Service) CreateKey(ctx context.Context, p CreateParams) (*fsm.Key, erro
 	if p.Origin != fsm.OriginKeyzone {
 		return nil, invalid("origin %q is not supported (keyzone is; imported key material is not available yet)", truncate(p.Origin, 64))
 	}
-	if len(p.ReplicaZones) > 0 {
-		return nil, invalid("replica zones are not available yet: keys live in zone %s only", s.cfg.Zone)
+	replicas, err := s.normalizeReplicaZones(p.ReplicaZones)
+	if err != nil {
+		return nil, err
 	}
 	if err := s.validateRotationPeriod(p.RotationPeriod); err != nil {
 		return nil, err
@@ -81,7 +84,7 @@ func (s *Service) CreateKey(ctx context.Context, p CreateParams) (*fsm.Key, erro
 		Protected:      p.Protected,
 		RotationPolicy: rotationPolicy(p.RotationPeriod, now),
 		PrimaryZone:    s.cfg.Zone,
-		ReplicaZones:   []string{},
+		ReplicaZones:   replicas,
 		FirstVersion:   first,
 		Now:            now,
 		Idempotency:    s.idempotency(p.IdempotencyKey, now),
@@ -351,4 +354,85 @@ func (s *Service) resolveUnknown(ctx context.Context, id string, applied func(*f
 		return k, true
 	}
 	return nil, false
+}
+
+// maxReplicaZones bounds a key's replica set (the FSM checks it too).
+const maxReplicaZones = 16
+
+// normalizeReplicaZones checks replica zone names and returns them
+// sorted, without duplicates.
+func (s *Service) normalizeReplicaZones(zones []string) ([]string, error) {
+	out := make([]string, 0, len(zones))
+	for _, z := range zones {
+		if err := validateZoneName(z); err != nil {
+			return nil, err
+		}
+		if z == s.cfg.Zone {
+			return nil, invalid("replica zone %s is this key's primary zone", z)
+		}
+		if !slices.Contains(out, z) {
+			out = append(out, z)
+		}
+	}
+	if len(out) > maxReplicaZones {
+		return nil, invalid("%d replica zones given, at most %d allowed", len(out), maxReplicaZones)
+	}
+	if s.cfg.KnownZones != nil && len(out) > 0 {
+		known := s.cfg.KnownZones()
+		for _, z := range out {
+			if !slices.Contains(known, z) {
+				return nil, invalid("zone %s is not known to this deployment (known: %s)", z, strings.Join(known, ", "))
+			}
+		}
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+// AddReplica adds zone to a primary key's replica zones: the zone
+// receives the whole key through the change log and serves crypto with it.
+func (s *Service) AddReplica(ctx context.Context, r KeyRef, zone string) (*fsm.Key, error) {
+	return s.changeReplicas(ctx, r, "add replica of", func(zones []string) []string {
+		return append(zones, zone)
+	})
+}
+
+// RemoveReplica drops zone from a primary key's replica zones: the zone
+// deletes its copy when it applies the change.
+func (s *Service) RemoveReplica(ctx context.Context, r KeyRef, zone string) (*fsm.Key, error) {
+	if err := validateZoneName(zone); err != nil {
+		return nil, err
+	}
+	return s.changeReplicas(ctx, r, "remove replica of", func(zones []string) []string {
+		return slices.DeleteFunc(zones, func(z string) bool { return z == zone })
+	})
+}
+
+// changeReplicas reads the key's replica set, changes it and proposes the
+// new set conditioned on the revision it read, retrying when a concurrent
+// change got there first (unless the caller gave If-Match).
+func (s *Service) changeReplicas(ctx context.Context, r KeyRef, op string, change func([]string) []string) (*fsm.Key, error) {
+	if _, err := parseKeyID(r.KeyID); err != nil {
+		return nil, err
+	}
+	for attempt := 0; ; attempt++ {
+		k, err := s.GetKey(ctx, r.Organization, r.KeyID, false)
+		if err != nil {
+			return nil, err
+		}
+		zones, err := s.normalizeReplicaZones(change(slices.Clone(k.ReplicaZones)))
+		if err != nil {
+			return nil, err
+		}
+		ref := r
+		if ref.IfRevision == 0 {
+			ref.IfRevision = k.Revision
+		}
+		got, err := s.lifecycle(ctx, op, fsm.CmdSetReplicaZones,
+			fsm.SetReplicaZonesV1{KeyRefV1: s.ref(ref, s.now()), ReplicaZones: zones})
+		if errors.Is(err, fsm.ErrRevisionMismatch) && r.IfRevision == 0 && attempt < maxRotateAttempts {
+			continue
+		}
+		return got, err
+	}
 }

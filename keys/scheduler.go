@@ -68,8 +68,10 @@ func (s *Service) scheduledRotation(ctx context.Context, k *fsm.Key, now int64) 
 	ref := KeyRef{Organization: k.Organization, KeyID: k.ID, IfRevision: k.Revision}
 	rotated, err := s.rotateOnce(ctx, kid, ref, "", true, next)
 	switch {
-	case errors.Is(err, fsm.ErrRevisionMismatch), errors.Is(err, fsm.ErrVersionConflict):
-		// Changed since the scan; the next tick looks again.
+	case errors.Is(err, fsm.ErrRevisionMismatch), errors.Is(err, fsm.ErrVersionConflict),
+		errors.Is(err, fsm.ErrRotationPending):
+		// Changed since the scan, or the previous version is still
+		// reaching the replica zones; the next tick looks again.
 		return
 	case err != nil:
 		s.logger.Warn("scheduled rotation failed", "key_id", k.ID, "error", err)

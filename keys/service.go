@@ -51,6 +51,9 @@ type Config struct {
 	CatchUpWait time.Duration
 	// TickInterval paces the leader's scheduler (rotations, purges).
 	TickInterval time.Duration
+	// KnownZones lists the zones of the deployment (from the gossip
+	// pool); replica zones must be among them. Nil accepts any name.
+	KnownZones func() []string
 }
 
 // DefaultConfig returns the production bounds: deletion windows of 7 to

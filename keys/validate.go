@@ -128,3 +128,17 @@ func truncate(s string, n int) string {
 	}
 	return s[:n] + "..."
 }
+
+// validateZoneName accepts lowercase DNS-label-like zone names.
+func validateZoneName(z string) error {
+	if z == "" || len(z) > 63 {
+		return invalid("zone name %q must be 1 to 63 characters", truncate(z, 64))
+	}
+	for i := 0; i < len(z); i++ {
+		c := z[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+			return invalid("zone name %q may hold only a-z, 0-9 and -", truncate(z, 64))
+		}
+	}
+	return nil
+}

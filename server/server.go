@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -120,6 +121,7 @@ func (s *Server) start() error {
 	kc.FSM = s.fsm
 	kc.Proposer = node
 	kc.Logger = s.cfg.Logger
+	kc.KnownZones = directory{node}.Zones
 	svc, err := keys.New(kc)
 	if err != nil {
 		return err
@@ -225,5 +227,17 @@ func (d directory) Peers() []zone.Peer {
 	for _, m := range members {
 		out = append(out, zone.Peer{ID: m.ID, Zone: m.Zone, APIAddress: m.APIAddress})
 	}
+	return out
+}
+
+// Zones lists the zones of the pool's live nodes, sorted.
+func (d directory) Zones() []string {
+	var out []string
+	for _, m := range d.node.Members() {
+		if !slices.Contains(out, m.Zone) {
+			out = append(out, m.Zone)
+		}
+	}
+	slices.Sort(out)
 	return out
 }

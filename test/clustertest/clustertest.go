@@ -28,6 +28,9 @@ type Options struct {
 	Zone              string
 	SnapshotThreshold uint64
 	TrailingLogs      uint64
+	// LeaderWait bounds how long a proposal or consistent read waits for
+	// a leader (default 10 s).
+	LeaderWait time.Duration
 	// Keys overrides parts of the key service config (REK, FSM, Proposer
 	// are always set by the helper).
 	Keys keys.Config
@@ -63,6 +66,9 @@ type Cluster struct {
 	REK    *kzcrypto.REK
 	Nodes  []*Node
 	logger hclog.Logger
+	opts   Options
+	base   string // parent of the nodes' data dirs
+	expect int    // the zone's bootstrap-expect
 }
 
 // New starts a zone of n nodes that bootstrap through the gossip pool
@@ -83,35 +89,104 @@ func New(t testing.TB, n int, opts Options) *Cluster {
 	}
 	tok := make([]byte, 16)
 	rand.Read(tok)
-	c := &Cluster{t: t, Token: "kz_test_" + hex.EncodeToString(tok), REK: rek}
+	c := &Cluster{t: t, Token: "kz_test_" + hex.EncodeToString(tok), REK: rek, opts: opts, expect: n}
 	c.logger = hclog.NewNullLogger()
 	if opts.Verbose {
 		c.logger = hclog.New(&hclog.LoggerOptions{Level: hclog.Debug, Output: testWriter{t}})
 	}
-	base := t.TempDir()
+	c.base = t.TempDir()
+	// Registered first so that it also covers a failure below.
+	t.Cleanup(c.Shutdown)
 	var join []string
 	for i := 1; i <= n; i++ {
 		id := fmt.Sprintf("%s-node%d", opts.Zone, i)
-		node := &Node{ID: id, Dir: filepath.Join(base, id)}
+		node := &Node{ID: id, Dir: filepath.Join(c.base, id)}
 		node.cfg = c.serverConfig(opts, node, n, join)
-		srv, err := server.Start(node.cfg)
-		if err != nil {
-			c.Shutdown()
+		if err := c.start(node); err != nil {
 			t.Fatalf("start %s: %v", id, err)
 		}
-		node.srv = srv
-		// Pin the ports the OS chose, so that a restart comes back on
-		// the addresses its peers know.
-		node.cfg.APIBind = trimScheme(srv.APIAddress())
-		node.cfg.APIAdvertise = srv.APIAddress()
-		node.cfg.Cluster.RaftBind = srv.Node().RaftAddress()
-		node.cfg.Cluster.GossipBind = srv.Node().GossipAddress()
-		c.Nodes = append(c.Nodes, node)
-		join = []string{srv.Node().GossipAddress()}
+		join = []string{node.cfg.Cluster.GossipBind}
 	}
-	t.Cleanup(c.Shutdown)
 	c.WaitReady(30 * time.Second)
 	return c
+}
+
+// start starts a new node and adds it to c.Nodes (so that Shutdown stops
+// it), pinning the ports the OS chose so that a restart comes back on the
+// addresses its peers know.
+func (c *Cluster) start(node *Node) error {
+	srv, err := server.Start(node.cfg)
+	if err != nil {
+		return err
+	}
+	node.srv = srv
+	node.cfg.APIBind = trimScheme(srv.APIAddress())
+	node.cfg.APIAdvertise = srv.APIAddress()
+	node.cfg.Cluster.RaftBind = srv.Node().RaftAddress()
+	node.cfg.Cluster.GossipBind = srv.Node().GossipAddress()
+	c.Nodes = append(c.Nodes, node)
+	return nil
+}
+
+// NodeOption changes how AddNode starts a node.
+type NodeOption func(*nodeOptions)
+
+type nodeOptions struct {
+	id         string
+	expect     int
+	zoneExpect bool
+	configure  []func(*server.Config)
+}
+
+// WithNodeID names the node (default: <zone>-node<N>, N one more than
+// the number of nodes so far). Its data dir is named after it.
+func WithNodeID(id string) NodeOption { return func(o *nodeOptions) { o.id = id } }
+
+// WithBootstrapExpect sets the node's bootstrap-expect (default 0: it
+// waits to be added by the leader).
+func WithBootstrapExpect(n int) NodeOption {
+	return func(o *nodeOptions) { o.expect, o.zoneExpect = n, false }
+}
+
+// WithZoneBootstrapExpect gives the node the bootstrap-expect the zone
+// was started with, as an operator reusing the zone's settings would.
+func WithZoneBootstrapExpect() NodeOption {
+	return func(o *nodeOptions) { o.zoneExpect = true }
+}
+
+// WithConfig changes the node's server config after the helper filled
+// it in (addresses, data dir, timings, keys).
+func WithConfig(fn func(*server.Config)) NodeOption {
+	return func(o *nodeOptions) { o.configure = append(o.configure, fn) }
+}
+
+// AddNode starts one more node of the zone, joining the gossip addresses
+// of the running nodes, and returns it without waiting for the leader to
+// add it. It is stopped with the others when the test ends.
+func (c *Cluster) AddNode(opts ...NodeOption) *Node {
+	c.t.Helper()
+	o := nodeOptions{id: fmt.Sprintf("%s-node%d", c.opts.Zone, len(c.Nodes)+1)}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.zoneExpect {
+		o.expect = c.expect
+	}
+	var join []string
+	for _, n := range c.Nodes {
+		if n.Server() != nil {
+			join = append(join, n.cfg.Cluster.GossipBind)
+		}
+	}
+	node := &Node{ID: o.id, Dir: filepath.Join(c.base, o.id)}
+	node.cfg = c.serverConfig(c.opts, node, o.expect, join)
+	for _, fn := range o.configure {
+		fn(&node.cfg)
+	}
+	if err := c.start(node); err != nil {
+		c.t.Fatalf("start %s: %v", o.id, err)
+	}
+	return node
 }
 
 func (c *Cluster) serverConfig(opts Options, node *Node, expect int, join []string) server.Config {
@@ -125,6 +200,9 @@ func (c *Cluster) serverConfig(opts Options, node *Node, expect int, join []stri
 	cc.ElectionTimeout = 300 * time.Millisecond
 	cc.LeaderLeaseTimeout = 150 * time.Millisecond
 	cc.LeaderWait = 10 * time.Second
+	if opts.LeaderWait != 0 {
+		cc.LeaderWait = opts.LeaderWait
+	}
 	if opts.SnapshotThreshold != 0 {
 		cc.SnapshotThreshold = opts.SnapshotThreshold
 		cc.SnapshotInterval = 200 * time.Millisecond

@@ -17,6 +17,15 @@ func (s *server) clusterStatus(c *gin.Context) {
 	c.JSON(http.StatusOK, wireStatus(st))
 }
 
+func (s *server) zones(c *gin.Context) {
+	zs, err := s.cluster.Zones(c.Request.Context())
+	if err != nil {
+		c.Error(err)
+		return
+	}
+	c.JSON(http.StatusOK, wireZones(zs))
+}
+
 // health needs no token, so load balancers and orchestrators can probe
 // it: 200 when the node is ready to serve, 503 otherwise, body Health.
 func (s *server) health(c *gin.Context) {

@@ -31,6 +31,11 @@ func wireKey(k *fsm.Key) wire.Key {
 		DeletionAt:     unixTime(k.DeletionAt),
 		Revision:       k.Revision,
 	}
+	if k.PendingVersion != 0 {
+		w.PendingVersion = k.PendingVersion
+		w.PendingZones = nonNil(k.PendingZones)
+	}
+	w.ReplicaSeq = k.ReplicaSeq
 	if k.RotationPolicy.Period > 0 {
 		w.RotationPolicy.RotationPeriod = time.Duration(k.RotationPolicy.Period).String()
 		w.RotationPolicy.NextRotationAt = unixTime(k.RotationPolicy.NextRotationAt)
@@ -58,6 +63,21 @@ func wireStatus(st cluster.Status) wire.ClusterStatus {
 	}
 	for _, n := range st.Nodes {
 		w.Nodes = append(w.Nodes, wire.NodeStatus{ID: n.ID, APIAddress: n.APIAddress, RaftAddress: n.RaftAddress, State: n.State})
+	}
+	return w
+}
+
+func wireZones(zs []cluster.ZoneStatus) wire.ZonesResponse {
+	w := wire.ZonesResponse{Zones: make([]wire.ZoneStatus, 0, len(zs))}
+	for _, z := range zs {
+		nodes := make([]wire.ZoneNode, 0, len(z.Nodes))
+		for _, n := range z.Nodes {
+			nodes = append(nodes, wire.ZoneNode{ID: n.ID, APIAddress: n.APIAddress})
+		}
+		w.Zones = append(w.Zones, wire.ZoneStatus{
+			Name: z.Name, Local: z.Local, Nodes: nodes,
+			ChangeSeq: z.ChangeSeq, Applied: z.Applied, Acked: z.Acked, LagEntries: z.LagEntries,
+		})
 	}
 	return w
 }

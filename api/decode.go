@@ -211,3 +211,28 @@ func queryBool(c *gin.Context, name string) (bool, error) {
 	}
 	return b, nil
 }
+
+// maxZoneName is the longest zone name the service accepts.
+const maxZoneName = 63
+
+// checkZone rejects what can't be a zone name before it reaches the
+// service, which applies the exact rule: empty, too long, "." or "..",
+// or bytes that have no place in a zone name (so a path value like
+// "%2e%2e" or 1 KB of text is answered 400 and never echoed in full).
+func checkZone(what, z string) error {
+	switch {
+	case z == "":
+		return badRequest("%s: want a zone name, got none", what)
+	case len(z) > maxZoneName:
+		return badRequest("%s: a zone name has at most %d characters, got %d", what, maxZoneName, len(z))
+	case z == "." || z == "..":
+		return badRequest("%s: %q is not a zone name", what, z)
+	}
+	for i := 0; i < len(z); i++ {
+		c := z[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return badRequest("%s: byte 0x%02x at %d has no place in a zone name", what, c, i)
+		}
+	}
+	return nil
+}

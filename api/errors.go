@@ -40,13 +40,15 @@ func badRequest(format string, args ...any) error {
 }
 
 // errorRule maps the errors match accepts to a status and a stable code.
-// An empty message sends the error's own text, which is only done for 4xx:
-// those texts name a field, a key id or a state, never key material.
+// The message is describe(err) when describe is set, else message; an
+// empty message sends the error's own text. Both are only done for 4xx:
+// those texts name a field, a key id, a zone or a state, never key material.
 type errorRule struct {
 	match      func(error) bool
 	status     int
 	code       string
 	message    string
+	describe   func(error) string
 	retryAfter bool
 }
 
@@ -57,6 +59,17 @@ func is(target error) func(error) bool {
 func isTransition(err error) bool {
 	_, ok := errors.AsType[*fsm.TransitionError](err)
 	return ok
+}
+
+func isNotPrimary(err error) bool {
+	_, ok := errors.AsType[*fsm.NotPrimaryError](err)
+	return ok
+}
+
+// describeNotPrimary tells the caller where to make the change.
+func describeNotPrimary(err error) string {
+	np, _ := errors.AsType[*fsm.NotPrimaryError](err)
+	return fmt.Sprintf("key %s is a replica; make lifecycle changes in its primary zone %s", np.KeyID, np.PrimaryZone)
 }
 
 // errorTable is the one mapping of errors to HTTP answers. The first
@@ -82,6 +95,8 @@ var errorTable = []errorRule{
 	{match: is(fsm.ErrVersionConflict), status: http.StatusConflict, code: wire.CodeVersionConflict},
 	{match: is(fsm.ErrKeyProtected), status: http.StatusConflict, code: wire.CodeKeyProtected},
 	{match: isTransition, status: http.StatusConflict, code: wire.CodeInvalidState},
+	{match: isNotPrimary, status: http.StatusConflict, code: wire.CodeNotPrimary, describe: describeNotPrimary},
+	{match: is(fsm.ErrRotationPending), status: http.StatusConflict, code: wire.CodeRotationPending},
 	{match: is(keys.ErrKeyDisabled), status: http.StatusConflict, code: wire.CodeKeyDisabled},
 	{match: is(fsm.ErrRevisionMismatch), status: http.StatusPreconditionFailed, code: wire.CodeRevisionMismatch},
 
@@ -96,6 +111,9 @@ var errorTable = []errorRule{
 	{match: is(cluster.ErrLeadershipLost), status: http.StatusServiceUnavailable, code: wire.CodeUnavailable, message: "leadership lost while committing: the outcome is unknown, retry with the same Idempotency-Key", retryAfter: true},
 	{match: is(cluster.ErrNotCaughtUp), status: http.StatusServiceUnavailable, code: wire.CodeUnavailable, message: "this node has not caught up with the index the request asks for, retry later", retryAfter: true},
 	{match: is(cluster.ErrShutdown), status: http.StatusServiceUnavailable, code: wire.CodeUnavailable, message: "node is shutting down, retry on another node", retryAfter: true},
+	// A change-log batch that does not follow what this zone applied: the
+	// puller pulls again, so it is transient and nothing for the caller.
+	{match: is(fsm.ErrChangeGap), status: http.StatusServiceUnavailable, code: wire.CodeUnavailable, message: "replication between zones is catching up, retry later", retryAfter: true},
 	{match: is(cluster.ErrTimeout), status: http.StatusGatewayTimeout, code: wire.CodeTimeout, message: "timed out waiting for raft"},
 	{match: is(context.DeadlineExceeded), status: http.StatusGatewayTimeout, code: wire.CodeTimeout, message: "request timed out"},
 }
@@ -127,7 +145,10 @@ func (s *server) renderErrors(c *gin.Context) {
 	}
 	r := ruleFor(err)
 	msg := r.message
-	if msg == "" {
+	switch {
+	case r.describe != nil:
+		msg = r.describe(err)
+	case msg == "":
 		msg = err.Error()
 	}
 	switch {

@@ -34,6 +34,11 @@ func TestAPI_ErrorMapping(t *testing.T) {
 		{name: "version conflict", err: fsm.ErrVersionConflict, status: 409, code: "version_conflict"},
 		{name: "protected", err: fsm.ErrKeyProtected, status: 409, code: "key_protected"},
 		{name: "transition", err: fmt.Errorf("rotate: %w", &fsm.TransitionError{KeyID: "k1", From: fsm.KeyStateDisabled, Op: "rotate"}), status: 409, code: "invalid_state"},
+		{name: "not primary", err: fmt.Errorf("disable key: %w", &fsm.NotPrimaryError{KeyID: "k1", PrimaryZone: "zone-b"}), status: 409, code: "not_primary",
+			message: "key k1 is a replica; make lifecycle changes in its primary zone zone-b"},
+		{name: "rotation pending", err: fmt.Errorf("rotate key k1: version 3 waits for zones zone-b, zone-c: %w", fsm.ErrRotationPending), status: 409, code: "rotation_pending"},
+		{name: "change gap", err: fmt.Errorf("changes of zone zone-b after 4, applied 2: %w", fsm.ErrChangeGap), status: 503, code: "unavailable",
+			message: "replication between zones is catching up, retry later", retryAfter: true},
 		{name: "key disabled", err: fmt.Errorf("key k1 is disabled: %w", keys.ErrKeyDisabled), status: 409, code: "key_disabled"},
 		{name: "decrypt", err: fmt.Errorf("version 7 of key k1 with context abc: %w", kzcrypto.ErrDecrypt), status: 422, code: "decrypt_failed", message: "decryption failed"},
 		{name: "payload too large", err: kzcrypto.ErrPayloadTooLarge, status: 413, code: "payload_too_large"},
@@ -85,6 +90,18 @@ func TestAPI_ErrorMapping_ClusterStatus(t *testing.T) {
 	}
 }
 
+func TestAPI_ErrorMapping_Zones(t *testing.T) {
+	e := newEnv(t)
+	e.cluster.ZonesErr = fmt.Errorf("zones: %w", cluster.ErrShutdown)
+	rec := e.do(t, "GET", "/v1/zones", "")
+	if body := apiError(t, rec, http.StatusServiceUnavailable); body.Code != wire.CodeUnavailable {
+		t.Errorf("code: got %q", body.Code)
+	}
+	if got := rec.Header().Get("Retry-After"); got != "1" {
+		t.Errorf("Retry-After: got %q, want 1", got)
+	}
+}
+
 func TestAPI_Auth(t *testing.T) {
 	e := newEnv(t)
 	tests := []struct {
@@ -118,7 +135,8 @@ func TestAPI_Auth(t *testing.T) {
 		})
 	}
 	// Every /v1 route but health needs the token, even before the body is read.
-	for _, r := range [][2]string{{"POST", "/v1/keys"}, {"POST", "/v1/decrypt"}, {"GET", "/v1/cluster/status"}, {"POST", "/v1/keys/x/rotate"}} {
+	for _, r := range [][2]string{{"POST", "/v1/keys"}, {"POST", "/v1/decrypt"}, {"GET", "/v1/cluster/status"}, {"POST", "/v1/keys/x/rotate"},
+		{"GET", "/v1/zones"}, {"POST", "/v1/keys/x/replicas"}, {"DELETE", "/v1/keys/x/replicas/zone-b"}} {
 		if rec := e.do(t, r[0], r[1], "{}", "Authorization", ""); rec.Code != 401 {
 			t.Errorf("%s %s without token: got %d, want 401", r[0], r[1], rec.Code)
 		}

@@ -235,3 +235,49 @@ func (s *server) scheduleDeletion(c *gin.Context) {
 	}
 	renderKey(c, http.StatusOK, k)
 }
+
+func (s *server) addReplica(c *gin.Context) {
+	var req wire.AddReplicaRequest
+	if err := s.bindJSON(c, &req, false); err != nil {
+		c.Error(err)
+		return
+	}
+	if err := checkZone("field \"zone\"", req.Zone); err != nil {
+		c.Error(err)
+		return
+	}
+	ref, err := keyRef(c)
+	if err != nil {
+		c.Error(err)
+		return
+	}
+	k, err := s.keys.AddReplica(c.Request.Context(), ref, req.Zone)
+	if err != nil {
+		c.Error(err)
+		return
+	}
+	renderKey(c, http.StatusOK, k)
+}
+
+func (s *server) removeReplica(c *gin.Context) {
+	if err := s.bindJSON(c, &struct{}{}, true); err != nil {
+		c.Error(err)
+		return
+	}
+	zone := c.Param("zone")
+	if err := checkZone("path zone", zone); err != nil {
+		c.Error(err)
+		return
+	}
+	ref, err := keyRef(c)
+	if err != nil {
+		c.Error(err)
+		return
+	}
+	k, err := s.keys.RemoveReplica(c.Request.Context(), ref, zone)
+	if err != nil {
+		c.Error(err)
+		return
+	}
+	renderKey(c, http.StatusOK, k)
+}

@@ -40,6 +40,10 @@ type KeyService interface {
 	Decrypt(ctx context.Context, p keys.DecryptParams) (keys.CryptoResult, error)
 	GenerateDataKey(ctx context.Context, p keys.DataKeyParams) (keys.CryptoResult, error)
 	ReEncrypt(ctx context.Context, p keys.ReEncryptParams) (keys.CryptoResult, error)
+	// AddReplica and RemoveReplica change a primary key's replica zones;
+	// they validate the zone name.
+	AddReplica(ctx context.Context, r keys.KeyRef, zone string) (*fsm.Key, error)
+	RemoveReplica(ctx context.Context, r keys.KeyRef, zone string) (*fsm.Key, error)
 }
 
 // ClusterService is what the API needs of the node; *cluster.Node
@@ -50,6 +54,9 @@ type ClusterService interface {
 	// WaitApplied returns once the node has applied the Raft log up to
 	// index, or fails when it can't within the context.
 	WaitApplied(ctx context.Context, index uint64) error
+	// Zones returns the node's view of every zone of the deployment, its
+	// own first.
+	Zones(ctx context.Context) ([]cluster.ZoneStatus, error)
 }
 
 // DefaultMaxPayload is the plaintext limit when Config.MaxPayload is 0.
@@ -68,7 +75,7 @@ const (
 type Config struct {
 	// Keys serves the key routes. Required.
 	Keys KeyService
-	// Cluster serves /v1/cluster/status and /v1/health. Required.
+	// Cluster serves /v1/cluster/status, /v1/zones and /v1/health. Required.
 	Cluster ClusterService
 	// RootToken is the bearer token required on every /v1 route except
 	// GET /v1/health. Required.
@@ -151,6 +158,7 @@ func NewRouter(cfg Config) (http.Handler, error) {
 
 	authed := v1.Group("", s.authenticate, s.organization, s.minIndex)
 	authed.GET("/cluster/status", s.clusterStatus)
+	authed.GET("/zones", s.zones)
 
 	authed.POST("/keys", s.createKey)
 	authed.GET("/keys", s.listKeys)
@@ -164,6 +172,8 @@ func NewRouter(cfg Config) (http.Handler, error) {
 	authed.POST("/keys/:id/cancel-deletion", s.lifecycle(s.keys.CancelDeletion))
 	authed.POST("/keys/:id/rotate", s.rotateKey)
 	authed.POST("/keys/:id/schedule-deletion", s.scheduleDeletion)
+	authed.POST("/keys/:id/replicas", s.addReplica)
+	authed.DELETE("/keys/:id/replicas/:zone", s.removeReplica)
 
 	authed.POST("/keys/:id/encrypt", s.encrypt)
 	authed.POST("/keys/:id/decrypt", s.decrypt)

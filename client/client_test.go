@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -385,4 +386,113 @@ func TestClient_KeepAlive(t *testing.T) {
 	if n := e.conns.Load(); n != 1 {
 		t.Errorf("connections: got %d, want 1", n)
 	}
+}
+
+func TestClient_Replicas(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	k, err := e.c.CreateKey(ctx, wire.CreateKeyRequest{Name: "mz", ReplicaZones: []string{"zone-c"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(k.ReplicaZones, []string{"zone-c"}) {
+		t.Errorf("create: replica zones got %v", k.ReplicaZones)
+	}
+	if p := e.keys.LastCall().Params.(keys.CreateParams); !slices.Equal(p.ReplicaZones, []string{"zone-c"}) {
+		t.Errorf("create params: got %+v", p)
+	}
+
+	added, err := e.c.AddReplica(ctx, k.ID, "zone-b", client.IfMatch(k.Revision))
+	if err != nil || !slices.Equal(added.ReplicaZones, []string{"zone-b", "zone-c"}) || added.Revision <= k.Revision {
+		t.Fatalf("add: got %+v, %v", added, err)
+	}
+	c := e.keys.LastCall()
+	if p := c.Params.(apitest.ReplicaCall); c.Method != "AddReplica" || p.Zone != "zone-b" || p.Ref.KeyID != k.ID || p.Ref.IfRevision != k.Revision {
+		t.Errorf("add call: got %+v", c)
+	}
+	_, err = e.c.AddReplica(ctx, k.ID, "zone-d", client.IfMatch(k.Revision))
+	apiErr(t, err, 412, wire.CodeRevisionMismatch)
+
+	removed, err := e.c.RemoveReplica(ctx, k.ID, "zone-c", client.IfMatch(added.Revision))
+	if err != nil || !slices.Equal(removed.ReplicaZones, []string{"zone-b"}) {
+		t.Fatalf("remove: got %+v, %v", removed, err)
+	}
+	c = e.keys.LastCall()
+	if p := c.Params.(apitest.ReplicaCall); c.Method != "RemoveReplica" || p.Zone != "zone-c" || p.Ref.IfRevision != added.Revision {
+		t.Errorf("remove call: got %+v", c)
+	}
+	_, err = e.c.RemoveReplica(ctx, k.ID, "zone-b", client.IfMatch(added.Revision))
+	apiErr(t, err, 412, wire.CodeRevisionMismatch)
+
+	// Zone names are checked by the server; the client only refuses what
+	// can't be a path segment.
+	before := len(e.keys.Calls())
+	for _, z := range []string{"", ".", "..", "zone/b", "../zone-b"} {
+		if _, err := e.c.RemoveReplica(ctx, k.ID, z); err == nil || !strings.Contains(err.Error(), "invalid zone name") {
+			t.Errorf("RemoveReplica(%q): got %v", z, err)
+		}
+	}
+	if len(e.keys.Calls()) != before {
+		t.Error("invalid zones reached the server")
+	}
+	_, err = e.c.RemoveReplica(ctx, k.ID, "zone b")
+	apiErr(t, err, 400, wire.CodeInvalidArgument)
+	_, err = e.c.RemoveReplica(ctx, k.ID, strings.Repeat("z", 1024))
+	apiErr(t, err, 400, wire.CodeInvalidArgument)
+	_, err = e.c.AddReplica(ctx, k.ID, "")
+	apiErr(t, err, 400, wire.CodeInvalidArgument)
+	if _, err := e.c.AddReplica(ctx, "", "zone-b"); err == nil || !strings.Contains(err.Error(), "empty key id") {
+		t.Errorf("empty id: got %v", err)
+	}
+
+	replica := e.keys.Put(fsm.Key{ID: "00000000-0000-4000-8000-000000000999", Organization: fsm.DefaultOrganization,
+		Name: "r", State: fsm.KeyStateEnabled, PrimaryZone: "zone-b", ReplicaZones: []string{"zone-a"}, Revision: 3, ReplicaSeq: 8})
+	_, err = e.c.AddReplica(ctx, replica.ID, "zone-c")
+	if ce := apiErr(t, err, 409, wire.CodeNotPrimary); !strings.Contains(ce.Message, "primary zone zone-b") {
+		t.Errorf("not primary message: got %q", ce.Message)
+	}
+	got, err := e.c.GetKey(ctx, replica.ID)
+	if err != nil || got.ReplicaSeq != 8 {
+		t.Errorf("replica: got %+v, %v", got, err)
+	}
+
+	e.keys.Fail = func(m string) error {
+		if m == "RemoveReplica" {
+			return fmt.Errorf("changes: %w", fsm.ErrChangeGap)
+		}
+		return nil
+	}
+	_, err = e.c.RemoveReplica(ctx, k.ID, "zone-b")
+	if ce := apiErr(t, err, 503, wire.CodeUnavailable); ce.RetryAfter != time.Second {
+		t.Errorf("change gap: RetryAfter got %v", ce.RetryAfter)
+	}
+	e.keys.Fail = func(m string) error {
+		return fmt.Errorf("rotate key %s: waiting for zones zone-b: %w", k.ID, fsm.ErrRotationPending)
+	}
+	_, err = e.c.RotateKey(ctx, k.ID)
+	if ce := apiErr(t, err, 409, wire.CodeRotationPending); !strings.Contains(ce.Message, "zone-b") {
+		t.Errorf("rotation pending message: got %q", ce.Message)
+	}
+}
+
+func TestClient_Zones(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	zs, err := e.c.Zones(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(zs.Zones) != 3 || zs.Zones[0].Name != "zone-a" || !zs.Zones[0].Local || zs.Zones[0].ChangeSeq != 12 ||
+		len(zs.Zones[0].Nodes) != 3 || zs.Zones[1].Acked != 10 || zs.Zones[1].LagEntries != 2 || zs.Zones[1].Nodes[1].ID != "node-b2" {
+		t.Errorf("zones: got %+v", zs)
+	}
+	e.cluster.ZonesErr = errors.New("memberlist: exploded")
+	_, err = e.c.Zones(ctx)
+	apiErr(t, err, 500, wire.CodeInternal)
+	noToken, err := client.New(e.srv.URL, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = noToken.Zones(ctx)
+	apiErr(t, err, 401, wire.CodeUnauthorized)
 }

@@ -2,9 +2,11 @@ package client
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/keyzone/keyzone/api/wire"
@@ -112,6 +114,25 @@ func (c *Client) KeyVersions(ctx context.Context, id string, opts ...CallOption)
 	return out, err
 }
 
+// AddReplica replicates a key to zone (POST /v1/keys/{id}/replicas). The
+// call goes to the key's primary zone; a replica answers 409 not_primary.
+// IfMatch makes it conditional on the key's revision.
+func (c *Client) AddReplica(ctx context.Context, id, zone string, opts ...CallOption) (wire.Key, error) {
+	return c.keyCall(ctx, http.MethodPost, id, "replicas", wire.AddReplicaRequest{Zone: zone}, opts)
+}
+
+// RemoveReplica stops replicating a key to zone, which deletes its copy
+// (DELETE /v1/keys/{id}/replicas/{zone}). IfMatch makes it conditional on
+// the key's revision.
+func (c *Client) RemoveReplica(ctx context.Context, id, zone string, opts ...CallOption) (wire.Key, error) {
+	if zone == "" || zone == "." || zone == ".." || strings.Contains(zone, "/") {
+		// As a path segment these would name another route (the server
+		// decodes %2F before routing), or be normalised away by a proxy.
+		return wire.Key{}, fmt.Errorf("keyzone: invalid zone name %q", zone)
+	}
+	return c.keyCall(ctx, http.MethodDelete, id, "replicas/"+url.PathEscape(zone), nil, opts)
+}
+
 func (c *Client) keyCall(ctx context.Context, method, id, op string, in any, opts []CallOption) (wire.Key, error) {
 	var k wire.Key
 	p, err := keyPath(id, op)
@@ -126,6 +147,15 @@ func (c *Client) keyCall(ctx context.Context, method, id, op string, in any, opt
 func (c *Client) ClusterStatus(ctx context.Context, opts ...CallOption) (wire.ClusterStatus, error) {
 	var out wire.ClusterStatus
 	err := c.do(ctx, http.MethodGet, "/v1/cluster/status", nil, nil, &out, opts)
+	return out, err
+}
+
+// Zones returns the answering node's view of every zone of the
+// deployment (GET /v1/zones): its own first, then the others by name, with
+// their live nodes and replication progress.
+func (c *Client) Zones(ctx context.Context, opts ...CallOption) (wire.ZonesResponse, error) {
+	var out wire.ZonesResponse
+	err := c.do(ctx, http.MethodGet, "/v1/zones", nil, nil, &out, opts)
 	return out, err
 }
 

@@ -55,6 +55,10 @@ func newPool(cfg Config, raftAddr string, logger hclog.Logger) (*pool, error) {
 	mc := memberlist.DefaultLANConfig()
 	if cfg.GossipProfile == "local" {
 		mc = memberlist.DefaultLocalConfig()
+		// On loopback a full state sync is cheap; syncing every second
+		// bounds how long a node can miss a join whose broadcast it did
+		// not receive (the default is 15 s).
+		mc.PushPullInterval = time.Second
 	}
 	mc.Name = cfg.NodeID
 	mc.BindAddr = host

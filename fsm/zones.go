@@ -330,22 +330,14 @@ func (f *FSM) ReplicationOf(zone string) ZoneProgress {
 }
 
 // NeedsAck reports whether recording that zone has applied this zone's
-// change log up to seq would change anything: it is news, and a pending
-// version waits for it. Acks that settle nothing are not worth a Raft
-// write.
+// change log up to seq would be news. A replica zone's pull asks for the
+// entries after what it applied, so acknowledgements come at most once per
+// batch of changes: few enough to record each through Raft, which keeps
+// the replication lag exact and lets pending versions be promoted.
 func (f *FSM) NeedsAck(zone string, seq uint64) bool {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	if seq <= f.st.replication[zone].Acked || seq > f.st.changeSeq {
-		return false
-	}
-	for id := range f.st.pending {
-		k := f.st.keys[id]
-		if k != nil && k.PendingSeq <= seq && slices.Contains(k.PendingZones, zone) {
-			return true
-		}
-	}
-	return false
+	return seq > f.st.replication[zone].Acked && seq <= f.st.changeSeq
 }
 
 // WaitChanges blocks until this zone's change log has an entry after

@@ -42,6 +42,17 @@ type GetKeyCall struct {
 	Stale        bool
 }
 
+// ReplicaCall is the Params of a recorded AddReplica or RemoveReplica.
+type ReplicaCall struct {
+	Ref  keys.KeyRef
+	Zone string
+}
+
+// Zone is the fake's own zone: the primary zone of the keys it creates.
+// A key Put with another PrimaryZone is a replica, whose replica set can't
+// be changed here.
+const Zone = "zone-a"
+
 // Keys is an in-memory KeyService. The zero value is not usable; call
 // NewKeys. Set the exported fields before serving requests.
 type Keys struct {
@@ -162,6 +173,7 @@ func clone(k *fsm.Key) *fsm.Key {
 	c := *k
 	c.Tags = slices.Clone(k.Tags)
 	c.ReplicaZones = slices.Clone(k.ReplicaZones)
+	c.PendingZones = slices.Clone(k.PendingZones)
 	c.Versions = slices.Clone(k.Versions)
 	return &c
 }
@@ -207,7 +219,7 @@ func (f *Keys) CreateKey(ctx context.Context, p keys.CreateParams) (*fsm.Key, er
 		Protected:      p.Protected,
 		Versions:       []fsm.Version{{Number: 1, CreatedAt: now, State: fsm.VersionStateEnabled}},
 		CurrentVersion: 1,
-		PrimaryZone:    "zone-a",
+		PrimaryZone:    Zone,
 		ReplicaZones:   slices.Clone(p.ReplicaZones),
 		CreatedAt:      now,
 		UpdatedAt:      now,
@@ -413,6 +425,53 @@ func (f *Keys) ScheduleDeletion(ctx context.Context, p keys.ScheduleDeletionPara
 	})
 }
 
+// AddReplica implements api.KeyService: it adds zone to the key's
+// replica zones (kept sorted; adding a zone twice changes nothing but the
+// revision).
+func (f *Keys) AddReplica(ctx context.Context, r keys.KeyRef, zone string) (*fsm.Key, error) {
+	return f.changeReplicas("AddReplica", r, zone, func(zones []string) []string {
+		if !slices.Contains(zones, zone) {
+			zones = append(zones, zone)
+		}
+		slices.Sort(zones)
+		return zones
+	})
+}
+
+// RemoveReplica implements api.KeyService: it drops zone from the key's
+// replica zones, and from the zones a pending version waits for.
+func (f *Keys) RemoveReplica(ctx context.Context, r keys.KeyRef, zone string) (*fsm.Key, error) {
+	return f.changeReplicas("RemoveReplica", r, zone, func(zones []string) []string {
+		return slices.DeleteFunc(zones, func(z string) bool { return z == zone })
+	})
+}
+
+func (f *Keys) changeReplicas(method string, r keys.KeyRef, zone string, fn func([]string) []string) (*fsm.Key, error) {
+	if err := f.begin(method, ReplicaCall{Ref: r, Zone: zone}); err != nil {
+		return nil, err
+	}
+	defer f.mu.Unlock()
+	if zone == "" {
+		return nil, invalid("zone: must not be empty")
+	}
+	return f.change(r, func(k *fsm.Key, now int64) error {
+		if k.PrimaryZone != Zone {
+			return &fsm.NotPrimaryError{KeyID: k.ID, PrimaryZone: k.PrimaryZone}
+		}
+		if zone == k.PrimaryZone {
+			return invalid("replica zone %s is this key's primary zone", zone)
+		}
+		k.ReplicaZones = fn(k.ReplicaZones)
+		if k.PendingVersion != 0 {
+			k.PendingZones = slices.DeleteFunc(k.PendingZones, func(z string) bool { return !slices.Contains(k.ReplicaZones, z) })
+			if len(k.PendingZones) == 0 {
+				k.CurrentVersion, k.PendingVersion, k.PendingZones = k.PendingVersion, 0, nil
+			}
+		}
+		return nil
+	})
+}
+
 // Fake ciphertext: magic | key id length (1) | key id | version (4) |
 // nonce | AES-GCM(plaintext) with the header and context as AAD.
 var magic = []byte("fk1")
@@ -581,11 +640,27 @@ type Cluster struct {
 	StatusResult cluster.Status
 	StatusErr    error
 	HealthResult cluster.Health
+	ZonesResult  []cluster.ZoneStatus
+	ZonesErr     error
 }
 
-// NewCluster returns a healthy three-node zone led by node-1.
+// NewCluster returns a healthy three-node zone led by node-1, in a
+// deployment of three zones: zone-a (this one, change log at 12), zone-b
+// (two nodes, 2 entries behind) and zone-c (no live node, never pulled).
 func NewCluster() *Cluster {
 	return &Cluster{
+		ZonesResult: []cluster.ZoneStatus{
+			{Name: "zone-a", Local: true, ChangeSeq: 12, Nodes: []cluster.ZoneNode{
+				{ID: "node-1", APIAddress: "http://127.0.0.1:8201"},
+				{ID: "node-2", APIAddress: "http://127.0.0.1:8202"},
+				{ID: "node-3", APIAddress: "http://127.0.0.1:8203"},
+			}},
+			{Name: "zone-b", Applied: 7, Acked: 10, LagEntries: 2, Nodes: []cluster.ZoneNode{
+				{ID: "node-b1", APIAddress: "http://127.0.0.1:8211"},
+				{ID: "node-b2", APIAddress: "http://127.0.0.1:8212"},
+			}},
+			{Name: "zone-c", LagEntries: 12, Nodes: []cluster.ZoneNode{}},
+		},
 		StatusResult: cluster.Status{
 			Zone: "zone-a", NodeID: "node-1", Leader: "node-1", Term: 3, AppliedIndex: 42, CommitIndex: 42,
 			Nodes: []cluster.NodeStatus{
@@ -608,3 +683,8 @@ func (c *Cluster) Health(ctx context.Context) cluster.Health { return c.HealthRe
 
 // WaitApplied fails when WaitErr is set and otherwise returns at once.
 func (c *Cluster) WaitApplied(ctx context.Context, index uint64) error { return c.WaitErr }
+
+// Zones implements api.ClusterService.
+func (c *Cluster) Zones(ctx context.Context) ([]cluster.ZoneStatus, error) {
+	return c.ZonesResult, c.ZonesErr
+}

@@ -32,6 +32,15 @@ type Key struct {
 	// Revision is the Raft index of the key's last change; send it back
 	// in If-Match to make a change conditional.
 	Revision uint64 `json:"revision"`
+	// PendingVersion is set while a rotation of a multi-zone key waits
+	// for replica zones: the new version is replicated but encrypts only
+	// once every zone in PendingZones has applied it. Until then
+	// CurrentVersion keeps encrypting.
+	PendingVersion uint32   `json:"pending_version,omitempty"`
+	PendingZones   []string `json:"pending_zones,omitempty"`
+	// ReplicaSeq is set on a replica (a key whose PrimaryZone is another
+	// zone): the primary zone's change-log sequence this copy reflects.
+	ReplicaSeq uint64 `json:"replica_seq,omitempty"`
 }
 
 // RotationPolicy is a key's automatic rotation schedule as returned by the
@@ -171,6 +180,12 @@ type ReEncryptResponse struct {
 	Ciphertext []byte `json:"ciphertext"`
 }
 
+// AddReplicaRequest is the body of POST /v1/keys/{id}/replicas: the zone
+// to replicate the key to.
+type AddReplicaRequest struct {
+	Zone string `json:"zone"`
+}
+
 // NodeStatus describes one voter of a zone.
 type NodeStatus struct {
 	ID          string `json:"id"`
@@ -189,6 +204,35 @@ type ClusterStatus struct {
 	Nodes        []NodeStatus `json:"nodes"`
 	AppliedIndex uint64       `json:"applied_index"`
 	CommitIndex  uint64       `json:"commit_index"`
+}
+
+// ZoneNode is a live node of a zone, as the gossip pool sees it.
+type ZoneNode struct {
+	ID         string `json:"id"`
+	APIAddress string `json:"api_address"`
+}
+
+// ZoneStatus is the answering node's view of one zone of the deployment.
+// Every field is always present. ChangeSeq, the head of the zone's
+// change log, is set on the local zone only. For a remote zone, Applied is
+// the remote zone's change-log sequence the local zone has applied (its
+// primaries replicated here), Acked the local zone's sequence the remote
+// zone has applied (our primaries replicated there), and LagEntries how
+// far Acked is behind the local ChangeSeq; they are 0 on the local zone.
+type ZoneStatus struct {
+	Name       string     `json:"name"`
+	Local      bool       `json:"local"`
+	Nodes      []ZoneNode `json:"nodes"` // [] when no live node is known, never null
+	ChangeSeq  uint64     `json:"change_seq"`
+	Applied    uint64     `json:"applied"`
+	Acked      uint64     `json:"acked"`
+	LagEntries uint64     `json:"lag_entries"`
+}
+
+// ZonesResponse is the answer of GET /v1/zones: the local zone first,
+// then the others by name.
+type ZonesResponse struct {
+	Zones []ZoneStatus `json:"zones"`
 }
 
 // Health is the body of GET /v1/health, sent with 200 when Ready and 503
@@ -223,6 +267,8 @@ const (
 	CodeKeyProtected     = "key_protected"
 	CodeInvalidState     = "invalid_state"
 	CodeKeyDisabled      = "key_disabled"
+	CodeNotPrimary       = "not_primary"      // a lifecycle change of a replica: make it in the primary zone
+	CodeRotationPending  = "rotation_pending" // the previous rotation still waits for replica zones
 	CodeDecryptFailed    = "decrypt_failed"
 	CodePayloadTooLarge  = "payload_too_large"
 	CodeUnavailable      = "unavailable"

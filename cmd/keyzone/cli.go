@@ -16,7 +16,7 @@ import (
 )
 
 // addClientCommands adds the admin CLI (key, encrypt, decrypt,
-// generate-data-key, re-encrypt, cluster) to root. The commands reach a
+// generate-data-key, re-encrypt, cluster, zone) to root. The commands reach a
 // node through the Go SDK, at KEYZONE_ADDR with KEYZONE_TOKEN unless
 // --addr and --token say otherwise.
 func addClientCommands(root *cobra.Command) {
@@ -34,6 +34,7 @@ func newClientCommands(getenv func(string) string) []*cobra.Command {
 		newGenerateDataKeyCommand(g),
 		newReEncryptCommand(g),
 		newClusterCommand(g),
+		newZoneCommand(g),
 	}
 	for _, c := range cmds {
 		f := c.PersistentFlags()

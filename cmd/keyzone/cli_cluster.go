@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"strconv"
 
 	"github.com/spf13/cobra"
 )
@@ -40,6 +41,45 @@ func newClusterCommand(g *cliGlobal) *cobra.Command {
 						leader = "*"
 					}
 					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", n.ID, n.APIAddress, n.RaftAddress, n.State, leader)
+				}
+			})
+		},
+	})
+	return cmd
+}
+
+func newZoneCommand(g *cliGlobal) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "zone",
+		Short: "Inspect the deployment's zones and replication between them",
+	}
+	cmd.AddCommand(&cobra.Command{
+		Use:   "status",
+		Short: "Show every zone: its live nodes and how far replication with it has come",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := g.connect()
+			if err != nil {
+				return err
+			}
+			zs, err := c.Zones(cliContext(cmd))
+			if err != nil {
+				return err
+			}
+			return g.render(cmd, zs, func(w io.Writer) {
+				fmt.Fprintln(w, "ZONE\tLOCAL\tNODES\tCHANGE SEQ\tAPPLIED\tACKED\tLAG")
+				for _, z := range zs.Zones {
+					// The change-log head belongs to the local zone; the
+					// replication progress to the others.
+					local, seq, applied, acked, lag := "", "-", "-", "-", "-"
+					if z.Local {
+						local, seq = "*", strconv.FormatUint(z.ChangeSeq, 10)
+					} else {
+						applied = strconv.FormatUint(z.Applied, 10)
+						acked = strconv.FormatUint(z.Acked, 10)
+						lag = strconv.FormatUint(z.LagEntries, 10)
+					}
+					fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%s\t%s\t%s\n", z.Name, local, len(z.Nodes), seq, applied, acked, lag)
 				}
 			})
 		},

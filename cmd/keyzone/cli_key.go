@@ -27,6 +27,8 @@ func newKeyCommand(g *cliGlobal) *cobra.Command {
 		newKeyUpdateCommand(g),
 		newKeyVersionsCommand(g),
 		newKeyScheduleDeletionCommand(g),
+		newKeyReplicaCommand(g, "add-replica", "Replicate a key to another zone (run against its primary zone)", (*client.Client).AddReplica),
+		newKeyReplicaCommand(g, "remove-replica", "Stop replicating a key to a zone, which deletes its copy", (*client.Client).RemoveReplica),
 	)
 	lifecycle := []struct {
 		use, short string
@@ -280,6 +282,28 @@ func newKeyScheduleDeletionCommand(g *cliGlobal) *cobra.Command {
 	return cmd
 }
 
+func newKeyReplicaCommand(g *cliGlobal, use, short string, call func(*client.Client, context.Context, string, string, ...client.CallOption) (wire.Key, error)) *cobra.Command {
+	var ifMatch uint64
+	cmd := &cobra.Command{
+		Use:   use + " ID ZONE",
+		Short: short,
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.connect()
+			if err != nil {
+				return err
+			}
+			k, err := call(c, cliContext(cmd), args[0], args[1], ifMatchOption(ifMatch)...)
+			if err != nil {
+				return err
+			}
+			return g.renderKey(cmd, k)
+		},
+	}
+	cmd.Flags().Uint64Var(&ifMatch, "if-match", 0, "fail unless the key is still at this revision")
+	return cmd
+}
+
 func newKeyVersionsCommand(g *cliGlobal) *cobra.Command {
 	var stale bool
 	cmd := &cobra.Command{
@@ -348,6 +372,17 @@ func (g *cliGlobal) renderKey(cmd *cobra.Command, k wire.Key) error {
 			[2]string{"Organization", k.Organization},
 			[2]string{"Primary zone", k.PrimaryZone},
 			[2]string{"Replica zones", strings.Join(k.ReplicaZones, ", ")},
+		)
+		if k.PendingVersion != 0 {
+			rows = append(rows,
+				[2]string{"Pending version", strconv.FormatUint(uint64(k.PendingVersion), 10)},
+				[2]string{"Waiting for zones", strings.Join(k.PendingZones, ", ")},
+			)
+		}
+		if k.ReplicaSeq != 0 {
+			rows = append(rows, [2]string{"Replica of change seq", strconv.FormatUint(k.ReplicaSeq, 10)})
+		}
+		rows = append(rows,
 			[2]string{"Created", cliTime(k.CreatedAt)},
 			[2]string{"Updated", cliTime(k.UpdatedAt)},
 			[2]string{"Revision", strconv.FormatUint(k.Revision, 10)},

@@ -24,9 +24,10 @@ import (
 const cliTestToken = "cli-test-token"
 
 type cliTestEnv struct {
-	keys *apitest.Keys
-	url  string
-	env  map[string]string
+	keys    *apitest.Keys
+	cluster *apitest.Cluster
+	url     string
+	env     map[string]string
 }
 
 type cliLogWriter struct{ t testing.TB }
@@ -38,9 +39,9 @@ func (w cliLogWriter) Write(p []byte) (int, error) {
 
 func newCLITestEnv(t *testing.T) *cliTestEnv {
 	t.Helper()
-	e := &cliTestEnv{keys: apitest.NewKeys()}
+	e := &cliTestEnv{keys: apitest.NewKeys(), cluster: apitest.NewCluster()}
 	h, err := api.NewRouter(api.Config{
-		Keys: e.keys, Cluster: apitest.NewCluster(), RootToken: cliTestToken,
+		Keys: e.keys, Cluster: e.cluster, RootToken: cliTestToken,
 		Logger: hclog.New(&hclog.LoggerOptions{Level: hclog.Debug, Output: cliLogWriter{t}}),
 	})
 	if err != nil {
@@ -410,7 +411,8 @@ func TestCLI_ClusterStatus(t *testing.T) {
 
 func TestCLI_RootWiresClientCommands(t *testing.T) {
 	root := newRootCommand()
-	for _, path := range [][]string{{"key", "create"}, {"key", "schedule-deletion"}, {"encrypt"}, {"decrypt"}, {"generate-data-key"}, {"re-encrypt"}, {"cluster", "status"}} {
+	for _, path := range [][]string{{"key", "create"}, {"key", "schedule-deletion"}, {"encrypt"}, {"decrypt"}, {"generate-data-key"}, {"re-encrypt"}, {"cluster", "status"},
+		{"key", "add-replica"}, {"key", "remove-replica"}, {"zone", "status"}} {
 		c, _, err := root.Find(path)
 		if err != nil || c.Name() != path[len(path)-1] {
 			t.Errorf("keyzone %v: got %v, %v", path, c, err)

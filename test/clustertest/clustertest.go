@@ -10,6 +10,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -36,6 +37,15 @@ type Options struct {
 	Keys keys.Config
 	// Verbose sends node logs to t.Log at debug level.
 	Verbose bool
+
+	// Multi-zone: a zone of a deployment shares the root key and the
+	// token of the others and joins their gossip pool (see NewZones).
+	REK   *kzcrypto.REK
+	Token string
+	Join  []string
+	// ReplicationPollWait bounds one pull of another zone's change log
+	// (default 2 s in tests).
+	ReplicationPollWait time.Duration
 }
 
 // Node is one node of a test zone.
@@ -79,17 +89,23 @@ func New(t testing.TB, n int, opts Options) *Cluster {
 	if opts.Zone == "" {
 		opts.Zone = "zone-a"
 	}
-	raw := make([]byte, 32)
-	if _, err := rand.Read(raw); err != nil {
-		t.Fatal(err)
+	rek, token := opts.REK, opts.Token
+	if rek == nil {
+		raw := make([]byte, 32)
+		if _, err := rand.Read(raw); err != nil {
+			t.Fatal(err)
+		}
+		var err error
+		if rek, err = kzcrypto.NewREK(raw); err != nil {
+			t.Fatal(err)
+		}
 	}
-	rek, err := kzcrypto.NewREK(raw)
-	if err != nil {
-		t.Fatal(err)
+	if token == "" {
+		tok := make([]byte, 16)
+		rand.Read(tok)
+		token = "kz_test_" + hex.EncodeToString(tok)
 	}
-	tok := make([]byte, 16)
-	rand.Read(tok)
-	c := &Cluster{t: t, Token: "kz_test_" + hex.EncodeToString(tok), REK: rek, opts: opts, expect: n}
+	c := &Cluster{t: t, Token: token, REK: rek, opts: opts, expect: n}
 	c.logger = hclog.NewNullLogger()
 	if opts.Verbose {
 		c.logger = hclog.New(&hclog.LoggerOptions{Level: hclog.Debug, Output: testWriter{t}})
@@ -97,7 +113,7 @@ func New(t testing.TB, n int, opts Options) *Cluster {
 	c.base = t.TempDir()
 	// Registered first so that it also covers a failure below.
 	t.Cleanup(c.Shutdown)
-	var join []string
+	join := opts.Join
 	for i := 1; i <= n; i++ {
 		id := fmt.Sprintf("%s-node%d", opts.Zone, i)
 		node := &Node{ID: id, Dir: filepath.Join(c.base, id)}
@@ -227,12 +243,17 @@ func (c *Cluster) serverConfig(opts Options, node *Node, expect int, join []stri
 	if kc.TickInterval == 0 {
 		kc.TickInterval = 50 * time.Millisecond
 	}
+	poll := opts.ReplicationPollWait
+	if poll == 0 {
+		poll = 2 * time.Second
+	}
 	return server.Config{
-		Cluster:   cc,
-		Keys:      kc,
-		APIBind:   "127.0.0.1:0",
-		RootToken: c.Token,
-		Logger:    c.logger.Named(node.ID),
+		Cluster:             cc,
+		Keys:                kc,
+		APIBind:             "127.0.0.1:0",
+		RootToken:           c.Token,
+		Logger:              c.logger.Named(node.ID),
+		ReplicationPollWait: poll,
 	}
 }
 
@@ -305,7 +326,7 @@ func (c *Cluster) Stop(n *Node) {
 func (c *Cluster) Restart(n *Node) {
 	c.t.Helper()
 	cfg := n.cfg
-	cfg.Cluster.Join = nil
+	cfg.Cluster.Join = slices.Clone(c.opts.Join)
 	for _, o := range c.Nodes {
 		if o != n {
 			cfg.Cluster.Join = append(cfg.Cluster.Join, o.cfg.Cluster.GossipBind)
@@ -321,6 +342,49 @@ func (c *Cluster) Restart(n *Node) {
 	n.mu.Lock()
 	n.srv = srv
 	n.mu.Unlock()
+}
+
+// Zone is the zone's name.
+func (c *Cluster) Zone() string { return c.opts.Zone }
+
+// GossipAddresses returns the gossip addresses of the zone's nodes, for
+// another zone to join the pool through.
+func (c *Cluster) GossipAddresses() []string {
+	var out []string
+	for _, n := range c.Nodes {
+		out = append(out, n.cfg.Cluster.GossipBind)
+	}
+	return out
+}
+
+// NewZones starts one zone of n nodes per name, sharing a root key, a
+// token and one gossip pool, as a multi-zone deployment does. It returns
+// once every zone has a leader and every node sees every zone.
+func NewZones(t testing.TB, n int, names []string, opts Options) []*Cluster {
+	t.Helper()
+	var zones []*Cluster
+	for _, name := range names {
+		o := opts
+		o.Zone = name
+		if len(zones) > 0 {
+			o.REK, o.Token = zones[0].REK, zones[0].Token
+			for _, z := range zones {
+				o.Join = append(o.Join, z.GossipAddresses()...)
+			}
+		}
+		zones = append(zones, New(t, n, o))
+	}
+	WaitFor(t, 30*time.Second, "every node to see every zone", func() bool {
+		for _, z := range zones {
+			for _, node := range z.Nodes {
+				if s := node.Server(); s != nil && len(s.Node().Members()) != n*len(names) {
+					return false
+				}
+			}
+		}
+		return true
+	})
+	return zones
 }
 
 // Shutdown stops every node.

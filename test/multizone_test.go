@@ -1,0 +1,269 @@
+package test
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/keyzone/keyzone/api/wire"
+	"github.com/keyzone/keyzone/client"
+	"github.com/keyzone/keyzone/fsm"
+	"github.com/keyzone/keyzone/keys"
+	"github.com/keyzone/keyzone/test/clustertest"
+)
+
+// replicatedDigest is what must agree between a primary key and its
+// replicas: everything but the zone-local revision and replica sequence.
+func replicatedDigest(t *testing.T, k *fsm.Key) string {
+	t.Helper()
+	c := *k
+	c.Revision, c.ReplicaSeq = 0, 0
+	b, err := json.Marshal(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// waitConverged waits until every running node of every replica zone
+// holds the primary's current state of key id (or, once purged, none).
+func waitConverged(t *testing.T, zones []*clustertest.Cluster, primary *clustertest.Cluster, id string) {
+	t.Helper()
+	clustertest.WaitFor(t, 30*time.Second, "replicas of "+id+" to converge", func() bool {
+		want, live := primary.Leader().Server().FSM().Key(id)
+		for _, z := range zones {
+			if z == primary {
+				continue
+			}
+			inReplicaSet := live && slices.Contains(want.ReplicaZones, z.Zone())
+			for _, n := range z.Nodes {
+				s := n.Server()
+				if s == nil {
+					continue
+				}
+				got, ok := s.FSM().Key(id)
+				if ok != inReplicaSet || (ok && replicatedDigest(t, got) != replicatedDigest(t, want)) {
+					return false
+				}
+			}
+		}
+		return true
+	})
+}
+
+func zoneClient(t *testing.T, z *clustertest.Cluster, i int) *client.Client {
+	t.Helper()
+	cl, err := client.New(z.Nodes[i].Addr(), z.Token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cl
+}
+
+func TestMultiZone_CryptoServedInEveryZone(t *testing.T) {
+	zones := clustertest.NewZones(t, 3, []string{"zone-a", "zone-b", "zone-c"}, clustertest.Options{})
+	a, b, c := zones[0], zones[1], zones[2]
+	ctx := testCtx(t, 90*time.Second)
+
+	k, err := a.Followers()[0].Server().Keys().CreateKey(ctx, keys.CreateParams{
+		Organization: org, Name: "global", ReplicaZones: []string{"zone-c", "zone-b", "zone-b"}})
+	if err != nil {
+		t.Fatalf("create multi-zone key: %v", err)
+	}
+	if k.PrimaryZone != "zone-a" || !slices.Equal(k.ReplicaZones, []string{"zone-b", "zone-c"}) {
+		t.Fatalf("got primary %s replicas %v, want zone-a with [zone-b zone-c]", k.PrimaryZone, k.ReplicaZones)
+	}
+	waitConverged(t, zones, a, k.ID)
+
+	// Encrypt in A, decrypt in B and C; encrypt in C, decrypt in A and B.
+	pt := []byte("payload for every zone")
+	ctxMap := map[string]string{"tenant": "42"}
+	encA, err := zoneClient(t, a, 1).Encrypt(ctx, k.ID, wire.EncryptRequest{Plaintext: pt, EncryptionContext: ctxMap})
+	if err != nil {
+		t.Fatal(err)
+	}
+	encC, err := zoneClient(t, c, 2).Encrypt(ctx, k.ID, wire.EncryptRequest{Plaintext: pt, EncryptionContext: ctxMap})
+	if err != nil {
+		t.Fatalf("encrypt in a replica zone: %v", err)
+	}
+	for _, z := range zones {
+		for i := range z.Nodes {
+			for _, ct := range [][]byte{encA.Ciphertext, encC.Ciphertext} {
+				dec, err := zoneClient(t, z, i).Decrypt(ctx, wire.DecryptRequest{Ciphertext: ct, EncryptionContext: ctxMap})
+				if err != nil || !bytes.Equal(dec.Plaintext, pt) {
+					t.Fatalf("decrypt in %s node %d: %v", z.Zone(), i, err)
+				}
+			}
+		}
+	}
+	// A replica refuses lifecycle changes and names its primary zone.
+	_, err = b.Nodes[0].Server().Keys().DisableKey(ctx, keys.KeyRef{Organization: org, KeyID: k.ID})
+	var np *fsm.NotPrimaryError
+	if !errors.As(err, &np) || np.PrimaryZone != "zone-a" {
+		t.Fatalf("disable in a replica zone: got %v, want NotPrimaryError naming zone-a", err)
+	}
+	// Disable in A: B and C refuse crypto once they apply it.
+	if _, err := a.Nodes[0].Server().Keys().DisableKey(ctx, keys.KeyRef{Organization: org, KeyID: k.ID}); err != nil {
+		t.Fatal(err)
+	}
+	waitConverged(t, zones, a, k.ID)
+	for _, z := range []*clustertest.Cluster{b, c} {
+		_, err := zoneClient(t, z, 0).Encrypt(ctx, k.ID, wire.EncryptRequest{Plaintext: pt})
+		wantAPIError(t, err, 409, "key_disabled")
+	}
+}
+
+// TestMultiZone_RotationIsTwoPhase rotates in the primary zone and checks
+// that no zone ever encrypts under a version another zone lacks, and that
+// every zone moves to the new version within a bounded time.
+func TestMultiZone_RotationIsTwoPhase(t *testing.T) {
+	zones := clustertest.NewZones(t, 3, []string{"zone-a", "zone-b"}, clustertest.Options{})
+	a, b := zones[0], zones[1]
+	ctx := testCtx(t, 90*time.Second)
+	svcA := a.Leader().Server().Keys()
+	k, err := svcA.CreateKey(ctx, keys.CreateParams{Organization: org, Name: "rot", ReplicaZones: []string{"zone-b"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitConverged(t, zones, a, k.ID)
+	clB := zoneClient(t, b, 0)
+	var cts [][]byte
+	for round := uint32(2); round <= 6; round++ {
+		r, err := svcA.RotateKey(ctx, keys.RotateParams{KeyRef: keys.KeyRef{Organization: org, KeyID: k.ID}})
+		if err != nil {
+			t.Fatalf("rotate to %d: %v", round, err)
+		}
+		if r.CurrentVersion == round {
+			// Promoted already: then zone-b must have acknowledged it.
+			if got := a.Leader().Server().FSM().ReplicationOf("zone-b").Acked; got < r.PendingSeq {
+				t.Fatalf("version %d encrypts before zone-b acknowledged it", round)
+			}
+		} else if r.PendingVersion != round || !slices.Equal(r.PendingZones, []string{"zone-b"}) {
+			t.Fatalf("after rotate: current %d pending %d waiting %v", r.CurrentVersion, r.PendingVersion, r.PendingZones)
+		}
+		// Every ciphertext any zone makes meanwhile decrypts in the other.
+		clustertest.WaitFor(t, 20*time.Second, "zone-b to encrypt with the new version", func() bool {
+			for _, z := range zones {
+				enc, err := zoneClient(t, z, int(round)%3).Encrypt(ctx, k.ID, wire.EncryptRequest{Plaintext: []byte{byte(round)}})
+				if err != nil {
+					t.Fatalf("encrypt in %s: %v", z.Zone(), err)
+				}
+				cts = append(cts, enc.Ciphertext)
+				for _, other := range zones {
+					if _, err := zoneClient(t, other, 0).Decrypt(ctx, wire.DecryptRequest{Ciphertext: enc.Ciphertext}); err != nil {
+						t.Fatalf("a ciphertext of %s v%d does not decrypt in %s: %v", z.Zone(), enc.KeyVersion, other.Zone(), err)
+					}
+				}
+			}
+			enc, err := clB.Encrypt(ctx, k.ID, wire.EncryptRequest{Plaintext: []byte("x")})
+			return err == nil && enc.KeyVersion == round
+		})
+	}
+	waitConverged(t, zones, a, k.ID)
+	for _, ct := range cts {
+		if _, err := clB.Decrypt(ctx, wire.DecryptRequest{Ciphertext: ct}); err != nil {
+			t.Fatalf("old ciphertext no longer decrypts in zone-b: %v", err)
+		}
+	}
+}
+
+// TestMultiZone_CutOffZoneConverges stops every node of a replica zone,
+// changes the key in the primary zone, and checks that the primary keeps
+// encrypting with the previous version while the zone is away, and that
+// the zone converges when it comes back.
+func TestMultiZone_CutOffZoneConverges(t *testing.T) {
+	zones := clustertest.NewZones(t, 3, []string{"zone-a", "zone-b"}, clustertest.Options{})
+	a, b := zones[0], zones[1]
+	ctx := testCtx(t, 120*time.Second)
+	svcA := a.Leader().Server().Keys()
+	ref := keys.KeyRef{Organization: org}
+	k, err := svcA.CreateKey(ctx, keys.CreateParams{Organization: org, Name: "cut", ReplicaZones: []string{"zone-b"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gone, err := svcA.CreateKey(ctx, keys.CreateParams{Organization: org, Name: "gone", ReplicaZones: []string{"zone-b"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitConverged(t, zones, a, k.ID)
+	waitConverged(t, zones, a, gone.ID)
+
+	b.Shutdown()
+	ref.KeyID = k.ID
+	r, err := svcA.RotateKey(ctx, keys.RotateParams{KeyRef: ref})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.CurrentVersion != 1 || r.PendingVersion != 2 {
+		t.Fatalf("rotation with zone-b away: current %d pending %d, want 1 and 2", r.CurrentVersion, r.PendingVersion)
+	}
+	enc, err := zoneClient(t, a, 0).Encrypt(ctx, k.ID, wire.EncryptRequest{Plaintext: []byte("while b is away")})
+	if err != nil || enc.KeyVersion != 1 {
+		t.Fatalf("encrypt while zone-b is away: version %d, %v; want version 1", enc.KeyVersion, err)
+	}
+	if _, err := svcA.UpdateKey(ctx, keys.UpdateParams{KeyRef: ref, Description: ptr("changed while b was away")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svcA.ScheduleDeletion(ctx, keys.ScheduleDeletionParams{KeyRef: keys.KeyRef{Organization: org, KeyID: gone.ID}, PendingWindow: time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	clustertest.WaitFor(t, 20*time.Second, "the purge in zone-a", func() bool { return a.Leader().Server().FSM().IsTombstoned(gone.ID) })
+
+	for _, n := range b.Nodes {
+		b.Restart(n)
+	}
+	b.WaitReady(30 * time.Second)
+	waitConverged(t, zones, a, k.ID)
+	waitConverged(t, zones, a, gone.ID)
+	got, _ := a.Leader().Server().FSM().Key(k.ID)
+	if got.CurrentVersion != 2 || got.PendingVersion != 0 {
+		t.Fatalf("after zone-b came back: current %d pending %d, want 2 and 0", got.CurrentVersion, got.PendingVersion)
+	}
+	for _, n := range b.Nodes {
+		if !n.Server().FSM().IsTombstoned(gone.ID) {
+			t.Fatalf("%s: the key purged while zone-b was away is not tombstoned", n.ID)
+		}
+		if _, err := zoneClient(t, b, 0).Decrypt(ctx, wire.DecryptRequest{Ciphertext: enc.Ciphertext}); err != nil {
+			t.Fatalf("zone-b can't decrypt what zone-a made while it was away: %v", err)
+		}
+	}
+}
+
+// TestMultiZone_ReplicaSetChanges adds and removes a replica zone.
+func TestMultiZone_ReplicaSetChanges(t *testing.T) {
+	zones := clustertest.NewZones(t, 3, []string{"zone-a", "zone-b", "zone-c"}, clustertest.Options{})
+	a, c := zones[0], zones[2]
+	ctx := testCtx(t, 60*time.Second)
+	svcA := a.Nodes[2].Server().Keys()
+	k, err := svcA.CreateKey(ctx, keys.CreateParams{Organization: org, Name: "grow", ReplicaZones: []string{"zone-b"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := keys.KeyRef{Organization: org, KeyID: k.ID}
+	if _, err := svcA.RotateKey(ctx, keys.RotateParams{KeyRef: ref}); err != nil {
+		t.Fatal(err)
+	}
+	waitConverged(t, zones, a, k.ID)
+	// A zone added later gets every version.
+	if _, err := svcA.AddReplica(ctx, ref, "zone-c"); err != nil {
+		t.Fatal(err)
+	}
+	waitConverged(t, zones, a, k.ID)
+	got, _ := c.Nodes[0].Server().FSM().Key(k.ID)
+	if len(got.Versions) != 2 {
+		t.Fatalf("zone-c got %d versions, want 2", len(got.Versions))
+	}
+	if _, err := svcA.AddReplica(ctx, ref, "zone-x"); !errors.Is(err, keys.ErrInvalidArgument) {
+		t.Fatalf("add an unknown zone: got %v, want ErrInvalidArgument", err)
+	}
+	// A zone removed drops its copy.
+	if _, err := svcA.RemoveReplica(ctx, ref, "zone-b"); err != nil {
+		t.Fatal(err)
+	}
+	waitConverged(t, zones, a, k.ID)
+}
+
+func ptr[T any](v T) *T { return &v }

@@ -66,6 +66,11 @@ func isNotPrimary(err error) bool {
 	return ok
 }
 
+func isPrimaryUnreachable(err error) bool {
+	_, ok := errors.AsType[*primaryUnreachableError](err)
+	return ok
+}
+
 // describeNotPrimary tells the caller where to make the change.
 func describeNotPrimary(err error) string {
 	np, _ := errors.AsType[*fsm.NotPrimaryError](err)
@@ -95,6 +100,7 @@ var errorTable = []errorRule{
 	{match: is(fsm.ErrVersionConflict), status: http.StatusConflict, code: wire.CodeVersionConflict},
 	{match: is(fsm.ErrKeyProtected), status: http.StatusConflict, code: wire.CodeKeyProtected},
 	{match: isTransition, status: http.StatusConflict, code: wire.CodeInvalidState},
+	{match: isPrimaryUnreachable, status: http.StatusConflict, code: wire.CodeNotPrimary},
 	{match: isNotPrimary, status: http.StatusConflict, code: wire.CodeNotPrimary, describe: describeNotPrimary},
 	{match: is(fsm.ErrRotationPending), status: http.StatusConflict, code: wire.CodeRotationPending},
 	{match: is(keys.ErrKeyDisabled), status: http.StatusConflict, code: wire.CodeKeyDisabled},

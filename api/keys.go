@@ -17,14 +17,14 @@ import (
 // errNoKey reports a service that returned neither a key nor an error.
 var errNoKey = errors.New("api: key service returned no key")
 
-// renderKey writes k with its revision as the ETag.
-func renderKey(c *gin.Context, status int, k *fsm.Key) {
+// renderKey writes k with its revision as the ETag and the session index.
+func (s *server) renderKey(c *gin.Context, status int, k *fsm.Key) {
 	if k == nil {
 		c.Error(errNoKey)
 		return
 	}
 	c.Header("ETag", strconv.Quote(strconv.FormatUint(k.Revision, 10)))
-	c.Header(headerIndex, strconv.FormatUint(k.Revision, 10))
+	c.Header(headerIndex, s.sessionIndex(k))
 	c.JSON(status, wireKey(k))
 }
 
@@ -70,7 +70,7 @@ func (s *server) createKey(c *gin.Context) {
 	if k != nil {
 		c.Header("Location", "/v1/keys/"+url.PathEscape(k.ID))
 	}
-	renderKey(c, http.StatusCreated, k)
+	s.renderKey(c, http.StatusCreated, k)
 }
 
 func (s *server) listKeys(c *gin.Context) {
@@ -127,7 +127,7 @@ func (s *server) getKey(c *gin.Context) {
 		c.Error(err)
 		return
 	}
-	renderKey(c, http.StatusOK, k)
+	s.renderKey(c, http.StatusOK, k)
 }
 
 func (s *server) keyVersions(c *gin.Context) {
@@ -164,7 +164,7 @@ func (s *server) updateKey(c *gin.Context) {
 		c.Error(err)
 		return
 	}
-	renderKey(c, http.StatusOK, k)
+	s.renderKey(c, http.StatusOK, k)
 }
 
 // lifecycle serves the POSTs that take no body (an empty one or {}) and
@@ -185,7 +185,7 @@ func (s *server) lifecycle(op func(context.Context, keys.KeyRef) (*fsm.Key, erro
 			c.Error(err)
 			return
 		}
-		renderKey(c, http.StatusOK, k)
+		s.renderKey(c, http.StatusOK, k)
 	}
 }
 
@@ -209,7 +209,7 @@ func (s *server) rotateKey(c *gin.Context) {
 		c.Error(err)
 		return
 	}
-	renderKey(c, http.StatusOK, k)
+	s.renderKey(c, http.StatusOK, k)
 }
 
 func (s *server) scheduleDeletion(c *gin.Context) {
@@ -233,7 +233,7 @@ func (s *server) scheduleDeletion(c *gin.Context) {
 		c.Error(err)
 		return
 	}
-	renderKey(c, http.StatusOK, k)
+	s.renderKey(c, http.StatusOK, k)
 }
 
 func (s *server) addReplica(c *gin.Context) {
@@ -256,7 +256,7 @@ func (s *server) addReplica(c *gin.Context) {
 		c.Error(err)
 		return
 	}
-	renderKey(c, http.StatusOK, k)
+	s.renderKey(c, http.StatusOK, k)
 }
 
 func (s *server) removeReplica(c *gin.Context) {
@@ -279,5 +279,5 @@ func (s *server) removeReplica(c *gin.Context) {
 		c.Error(err)
 		return
 	}
-	renderKey(c, http.StatusOK, k)
+	s.renderKey(c, http.StatusOK, k)
 }

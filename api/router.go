@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"net/http"
 	"runtime/debug"
-	"strconv"
 	"strings"
 	"time"
 
@@ -57,6 +56,9 @@ type ClusterService interface {
 	// Zones returns the node's view of every zone of the deployment, its
 	// own first.
 	Zones(ctx context.Context) ([]cluster.ZoneStatus, error)
+	// Digests returns the digests of the multi-zone keys the node's zone
+	// holds, as of a consistent read in the zone.
+	Digests(ctx context.Context) (cluster.DigestReport, error)
 }
 
 // DefaultMaxPayload is the plaintext limit when Config.MaxPayload is 0.
@@ -75,7 +77,8 @@ const (
 type Config struct {
 	// Keys serves the key routes. Required.
 	Keys KeyService
-	// Cluster serves /v1/cluster/status, /v1/zones and /v1/health. Required.
+	// Cluster serves /v1/cluster/status, /v1/cluster/digest, /v1/zones and
+	// /v1/health. Required.
 	Cluster ClusterService
 	// RootToken is the bearer token required on every /v1 route except
 	// GET /v1/health. Required.
@@ -88,6 +91,15 @@ type Config struct {
 	// MaxPayload is the largest plaintext accepted, in bytes; 0 means
 	// DefaultMaxPayload. The request body limit is derived from it.
 	MaxPayload int
+	// Zone is the zone this node serves ("" in single-zone tests); it
+	// qualifies session indexes and tells replicas from primaries.
+	Zone string
+	// AppliedIndex returns the node's applied Raft index (for the session
+	// index of replica keys); nil uses key revisions only.
+	AppliedIndex func() uint64
+	// Forwarder, when set, sends lifecycle changes of replica keys on to
+	// their primary zone.
+	Forwarder ZoneForwarder
 	// Logger receives the request log (Debug) and failures; nil discards.
 	Logger hclog.Logger
 }
@@ -120,6 +132,10 @@ type server struct {
 	maxPayload int
 	maxBody    int64
 	logger     hclog.Logger
+
+	zone         string
+	appliedIndex func() uint64
+	forwarder    ZoneForwarder
 }
 
 // NewRouter validates cfg and returns the API's HTTP handler. It sets
@@ -142,6 +158,10 @@ func NewRouter(cfg Config) (http.Handler, error) {
 		maxPayload: cfg.MaxPayload,
 		maxBody:    int64(base64.StdEncoding.EncodedLen(cfg.MaxPayload+ciphertextOverhead) + jsonOverhead),
 		logger:     cfg.Logger.Named("api"),
+
+		zone:         cfg.Zone,
+		appliedIndex: cfg.AppliedIndex,
+		forwarder:    cfg.Forwarder,
 	}
 
 	gin.SetMode(gin.ReleaseMode)
@@ -158,22 +178,26 @@ func NewRouter(cfg Config) (http.Handler, error) {
 
 	authed := v1.Group("", s.authenticate, s.organization, s.minIndex)
 	authed.GET("/cluster/status", s.clusterStatus)
+	authed.GET("/cluster/digest", s.clusterDigest)
 	authed.GET("/zones", s.zones)
+
+	// Lifecycle changes of a replica key go on to its primary zone.
+	life := authed.Group("", s.forwardToPrimary)
 
 	authed.POST("/keys", s.createKey)
 	authed.GET("/keys", s.listKeys)
 	authed.GET("/keys/:id", s.getKey)
-	authed.PATCH("/keys/:id", s.updateKey)
+	life.PATCH("/keys/:id", s.updateKey)
 	authed.GET("/keys/:id/versions", s.keyVersions)
-	authed.POST("/keys/:id/enable", s.lifecycle(s.keys.EnableKey))
-	authed.POST("/keys/:id/disable", s.lifecycle(s.keys.DisableKey))
-	authed.POST("/keys/:id/protect", s.lifecycle(s.keys.ProtectKey))
-	authed.POST("/keys/:id/unprotect", s.lifecycle(s.keys.UnprotectKey))
-	authed.POST("/keys/:id/cancel-deletion", s.lifecycle(s.keys.CancelDeletion))
-	authed.POST("/keys/:id/rotate", s.rotateKey)
-	authed.POST("/keys/:id/schedule-deletion", s.scheduleDeletion)
-	authed.POST("/keys/:id/replicas", s.addReplica)
-	authed.DELETE("/keys/:id/replicas/:zone", s.removeReplica)
+	life.POST("/keys/:id/enable", s.lifecycle(s.keys.EnableKey))
+	life.POST("/keys/:id/disable", s.lifecycle(s.keys.DisableKey))
+	life.POST("/keys/:id/protect", s.lifecycle(s.keys.ProtectKey))
+	life.POST("/keys/:id/unprotect", s.lifecycle(s.keys.UnprotectKey))
+	life.POST("/keys/:id/cancel-deletion", s.lifecycle(s.keys.CancelDeletion))
+	life.POST("/keys/:id/rotate", s.rotateKey)
+	life.POST("/keys/:id/schedule-deletion", s.scheduleDeletion)
+	life.POST("/keys/:id/replicas", s.addReplica)
+	life.DELETE("/keys/:id/replicas/:zone", s.removeReplica)
 
 	authed.POST("/keys/:id/encrypt", s.encrypt)
 	authed.POST("/keys/:id/decrypt", s.decrypt)
@@ -188,46 +212,6 @@ func NewRouter(cfg Config) (http.Handler, error) {
 		v1.Any("/internal/*path", gin.WrapH(cfg.Internal))
 	}
 	return e, nil
-}
-
-// Session consistency headers. Every key response carries the Raft index
-// of the key's last change; a client that sends back the highest index it
-// has seen is served by any node only once that node has applied it, so
-// it reads its own writes (a rotation, then an encryption on another
-// node, uses the new version) while crypto stays local.
-const (
-	headerIndex    = "X-Keyzone-Index"
-	headerMinIndex = "X-Keyzone-Min-Index"
-	maxIndexWait   = 5 * time.Second
-)
-
-func (s *server) minIndex(c *gin.Context) {
-	v := c.GetHeader(headerMinIndex)
-	if v == "" {
-		c.Next()
-		return
-	}
-	idx, err := strconv.ParseUint(v, 10, 64)
-	if err != nil {
-		c.Error(badRequest("%s %q is not an index", headerMinIndex, truncateHeader(v)))
-		c.Abort()
-		return
-	}
-	ctx, cancel := context.WithTimeout(c.Request.Context(), maxIndexWait)
-	defer cancel()
-	if err := s.cluster.WaitApplied(ctx, idx); err != nil {
-		c.Error(cluster.ErrNotCaughtUp)
-		c.Abort()
-		return
-	}
-	c.Next()
-}
-
-func truncateHeader(v string) string {
-	if len(v) > 32 {
-		return v[:32] + "..."
-	}
-	return v
 }
 
 // orgKey is the gin context key of the caller's organization.

@@ -23,7 +23,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync/atomic"
+	"sync"
 	"time"
 
 	"github.com/keyzone/keyzone/api/wire"
@@ -52,22 +52,54 @@ type Client struct {
 // Client has its own Session; clients of several nodes share one with
 // WithSession. A Session is safe for concurrent use.
 type Session struct {
-	index atomic.Uint64
+	mu sync.Mutex
+	// index holds the highest index seen per zone ("" for an API
+	// without zones).
+	index map[string]uint64
 }
 
 // NewSession returns an empty session.
-func NewSession() *Session { return &Session{} }
+func NewSession() *Session { return &Session{index: map[string]uint64{}} }
 
-// Index returns the highest change index seen in the session.
-func (s *Session) Index() uint64 { return s.index.Load() }
+// Index returns the highest change index seen in the session from zone
+// ("" for an API without zones).
+func (s *Session) Index(zone string) uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.index[zone]
+}
 
-func (s *Session) observe(idx uint64) {
-	for {
-		cur := s.index.Load()
-		if idx <= cur || s.index.CompareAndSwap(cur, idx) {
-			return
+// observe records a response's "zone:index" (or bare index) header.
+func (s *Session) observe(v string) {
+	zone, num, ok := strings.Cut(v, ":")
+	if !ok {
+		zone, num = "", v
+	}
+	idx, err := strconv.ParseUint(num, 10, 64)
+	if err != nil {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if idx > s.index[zone] {
+		s.index[zone] = idx
+	}
+}
+
+// header renders the indexes seen, or "" when none.
+func (s *Session) header() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	parts := make([]string, 0, len(s.index))
+	for zone, idx := range s.index {
+		if zone == "" {
+			parts = append(parts, strconv.FormatUint(idx, 10))
+		} else {
+			parts = append(parts, zone+":"+strconv.FormatUint(idx, 10))
 		}
 	}
+	slices.Sort(parts)
+	return strings.Join(parts, ",")
 }
 
 // WithSession makes the client share a session with other clients.
@@ -82,8 +114,8 @@ const (
 )
 
 func (c *Client) observeIndex(resp *http.Response) {
-	if idx, err := strconv.ParseUint(resp.Header.Get(headerIndex), 10, 64); err == nil {
-		c.session.observe(idx)
+	if v := resp.Header.Get(headerIndex); v != "" {
+		c.session.observe(v)
 	}
 }
 
@@ -247,8 +279,8 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 	if o.idempotencyKey != "" {
 		req.Header.Set("Idempotency-Key", o.idempotencyKey)
 	}
-	if idx := c.session.Index(); idx > 0 {
-		req.Header.Set(headerMinIndex, strconv.FormatUint(idx, 10))
+	if v := c.session.header(); v != "" {
+		req.Header.Set(headerMinIndex, v)
 	}
 
 	resp, err := c.hc.Do(req)

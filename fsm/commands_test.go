@@ -316,8 +316,8 @@ func commandCases() []commandCase {
 					t.Fatalf("Err = %v", res.Err)
 				}
 				k, ok := f.Key("k2")
-				if !ok || k.ReplicaSeq != 3 || k.Revision != index || k.PrimaryZone != "zone-0" {
-					t.Fatalf("replica = %+v (found %v), want seq 3 revision %d", k, ok, index)
+				if !ok || k.ReplicaSeq != 3 || k.Revision != 7 || k.PrimaryZone != "zone-0" {
+					t.Fatalf("replica = %+v (found %v), want seq 3 and the primary's revision 7", k, ok)
 				}
 				if got := f.ReplicationOf("zone-0").Applied; got != 5 {
 					t.Errorf("Applied = %d, want 5", got)

@@ -193,6 +193,7 @@ func applyReplicaAck(s *state, index uint64, p *ReplicaAckV1) Result {
 // replicas creates or replaces the replica (keeping this zone's revision
 // numbering); one that no longer names it removes the replica; a
 // tombstone purges it. A key that is a primary here is never overwritten.
+// index is unused: what a replica holds depends only on the entries.
 func applyChanges(s *state, index uint64, p *ApplyChangesV1) Result {
 	if p.SourceZone == "" || p.SourceZone == s.zone || s.zone == "" {
 		return Result{Err: invalid("changes from zone %q applied in zone %q", p.SourceZone, s.zone)}
@@ -232,10 +233,11 @@ func applyChanges(s *state, index uint64, p *ApplyChangesV1) Result {
 			if _, dead := s.tombstones[e.KeyID]; dead {
 				continue
 			}
+			// The replica keeps the primary's revision, so that an
+			// If-Match read in any zone holds in the primary zone.
 			c := e.Key.clone()
 			internKey(c)
 			c.ReplicaSeq = e.Seq
-			c.Revision = index
 			if !exists {
 				s.indexKey(c)
 			}

@@ -148,12 +148,15 @@ func (s *Server) start() error {
 	internal.Handle("/v1/internal/", node.InternalHandler())
 
 	router, err := api.NewRouter(api.Config{
-		Keys:       svc,
-		Cluster:    node,
-		RootToken:  s.cfg.RootToken,
-		Internal:   internal,
-		MaxPayload: kc.MaxPayload,
-		Logger:     s.cfg.Logger,
+		Keys:         svc,
+		Cluster:      node,
+		RootToken:    s.cfg.RootToken,
+		Internal:     internal,
+		Zone:         cc.Zone,
+		AppliedIndex: s.fsm.AppliedIndex,
+		Forwarder:    zone.NewForwarder(directory{node}),
+		MaxPayload:   kc.MaxPayload,
+		Logger:       s.cfg.Logger,
 	})
 	if err != nil {
 		return err

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -267,3 +268,164 @@ func TestMultiZone_ReplicaSetChanges(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// TestMultiZone_LifecycleThroughReplicaZone makes lifecycle changes through
+// a node of a replica zone: they land on the primary zone. With the primary
+// zone down they are refused with 409 naming it, while crypto goes on.
+func TestMultiZone_LifecycleThroughReplicaZone(t *testing.T) {
+	zones := clustertest.NewZones(t, 3, []string{"zone-a", "zone-b"}, clustertest.Options{})
+	a, b := zones[0], zones[1]
+	ctx := testCtx(t, 90*time.Second)
+	clA := zoneClient(t, a, 0)
+	k, err := clA.CreateKey(ctx, wire.CreateKeyRequest{Name: "via-b", ReplicaZones: []string{"zone-b"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitConverged(t, zones, a, k.ID)
+
+	clB := zoneClient(t, b, 1)
+	got, err := clB.GetKey(ctx, k.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.PrimaryZone != "zone-a" || got.ReplicaSeq == 0 {
+		t.Fatalf("replica in zone-b: primary %q replica seq %d", got.PrimaryZone, got.ReplicaSeq)
+	}
+	// If-Match with the revision read in zone-b holds in zone-a.
+	d, err := clB.DisableKey(ctx, k.ID, client.IfMatch(got.Revision))
+	if err != nil {
+		t.Fatalf("disable through zone-b: %v", err)
+	}
+	if d.State != "disabled" {
+		t.Fatalf("got state %s, want disabled", d.State)
+	}
+	if k, _ := a.Leader().Server().FSM().Key(k.ID); k.State != fsm.KeyStateDisabled {
+		t.Fatalf("the primary is %s after a disable through zone-b", k.State)
+	}
+	if _, err := clB.EnableKey(ctx, k.ID); err != nil {
+		t.Fatal(err)
+	}
+	r, err := clB.RotateKey(ctx, k.ID, client.IdempotencyKey("rotate-via-b"))
+	if err != nil {
+		t.Fatalf("rotate through zone-b: %v", err)
+	}
+	r2, err := zoneClient(t, b, 2).RotateKey(ctx, k.ID, client.IdempotencyKey("rotate-via-b"))
+	if err != nil || max(r2.CurrentVersion, r2.PendingVersion) != max(r.CurrentVersion, r.PendingVersion) {
+		t.Fatalf("a retried rotation through zone-b rotated again: %+v then %+v (%v)", r, r2, err)
+	}
+	waitConverged(t, zones, a, k.ID)
+
+	// Zone-a goes away: lifecycle through zone-b is refused naming it;
+	// crypto in zone-b goes on.
+	a.Shutdown()
+	_, err = clB.DisableKey(ctx, k.ID)
+	wantAPIError(t, err, 409, "not_primary")
+	var apiErr *client.Error
+	if errors.As(err, &apiErr) && !strings.Contains(apiErr.Message, "zone-a") {
+		t.Fatalf("the refusal does not name the primary zone: %q", apiErr.Message)
+	}
+	enc, err := clB.Encrypt(ctx, k.ID, wire.EncryptRequest{Plaintext: []byte("still served")})
+	if err != nil {
+		t.Fatalf("encrypt in zone-b with zone-a down: %v", err)
+	}
+	if _, err := zoneClient(t, b, 0).Decrypt(ctx, wire.DecryptRequest{Ciphertext: enc.Ciphertext}); err != nil {
+		t.Fatalf("decrypt in zone-b with zone-a down: %v", err)
+	}
+}
+
+// TestMultiZone_LeaderKilledDuringRotations stops the primary zone's leader
+// while rotations are in flight. Everything the replica zone ever holds
+// must be held, identically, by the primary zone once it settles: a
+// replica never gets a version the primary lost or replaced, and every
+// ciphertext either zone made decrypts in both.
+func TestMultiZone_LeaderKilledDuringRotations(t *testing.T) {
+	zones := clustertest.NewZones(t, 3, []string{"zone-a", "zone-b"}, clustertest.Options{})
+	a, b := zones[0], zones[1]
+	ctx := testCtx(t, 120*time.Second)
+	k, err := a.Nodes[0].Server().Keys().CreateKey(ctx, keys.CreateParams{Organization: org, Name: "chaos", ReplicaZones: []string{"zone-b"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitConverged(t, zones, a, k.ID)
+
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	seen := map[uint32][]byte{} // every version zone-b held, by number
+	var conflict string
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			for _, n := range b.Nodes {
+				rk, ok := n.Server().FSM().Key(k.ID)
+				if !ok {
+					continue
+				}
+				for _, v := range rk.Versions {
+					if w, ok := seen[v.Number]; ok && !bytes.Equal(w, v.Wrapped) && conflict == "" {
+						conflict = n.ID
+					}
+					seen[v.Number] = v.Wrapped
+				}
+			}
+		}
+	}()
+	var cts [][]byte
+	for i := 0; i < 12; i++ {
+		if i == 4 {
+			old := a.Leader()
+			t.Logf("stopping zone-a's leader %s", old.ID)
+			a.Stop(old)
+			defer a.Restart(old)
+		}
+		var svc *keys.Service
+		for _, n := range a.Nodes {
+			if s := n.Server(); s != nil {
+				svc = s.Keys()
+			}
+		}
+		_, err := svc.RotateKey(ctx, keys.RotateParams{KeyRef: keys.KeyRef{Organization: org, KeyID: k.ID}})
+		if err != nil && !errors.Is(err, fsm.ErrRotationPending) {
+			t.Logf("rotation %d: %v", i, err)
+		}
+		for _, z := range zones {
+			for j := range z.Nodes {
+				if z.Nodes[j].Server() == nil {
+					continue
+				}
+				enc, err := zoneClient(t, z, j).Encrypt(ctx, k.ID, wire.EncryptRequest{Plaintext: []byte{byte(i)}})
+				if err != nil {
+					t.Fatalf("encrypt in %s: %v", z.Zone(), err)
+				}
+				cts = append(cts, enc.Ciphertext)
+			}
+		}
+	}
+	waitConverged(t, zones, a, k.ID)
+	close(stop)
+	<-done
+	if conflict != "" {
+		t.Fatalf("%s held two different materials under one version number", conflict)
+	}
+	final, _ := a.Leader().Server().FSM().Key(k.ID)
+	for n, w := range seen {
+		v, ok := final.Version(n)
+		if !ok || !bytes.Equal(v.Wrapped, w) {
+			t.Fatalf("zone-b held version %d, which the primary zone does not hold as such", n)
+		}
+	}
+	if len(final.Versions) < 2 {
+		t.Fatalf("no rotation succeeded: %d versions", len(final.Versions))
+	}
+	for _, z := range zones {
+		for _, ct := range cts {
+			if _, err := zoneClient(t, z, 1).Decrypt(ctx, wire.DecryptRequest{Ciphertext: ct}); err != nil {
+				t.Fatalf("a ciphertext made during the rotations does not decrypt in %s: %v", z.Zone(), err)
+			}
+		}
+	}
+}

@@ -1,0 +1,104 @@
+package zone
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// ErrUnreachable is returned by Forward when no node of the zone answers.
+var ErrUnreachable = errors.New("zone: no node of the zone answers")
+
+// forwardedRequestHeaders are the request headers a forwarded call keeps:
+// the caller's credentials and its conditions.
+var forwardedRequestHeaders = []string{
+	"Authorization", "Content-Type", "If-Match", "Idempotency-Key", "X-Keyzone-Forwarded-From",
+}
+
+// forwardedResponseHeaders are the answer's headers relayed to the caller.
+var forwardedResponseHeaders = []string{
+	"Content-Type", "ETag", "Retry-After", "X-Keyzone-Index", "Location",
+}
+
+// Forwarder sends a request on to a node of another zone (a lifecycle
+// change of a key whose primary is there) and relays the answer.
+type Forwarder struct {
+	directory Directory
+	http      *http.Client
+	timeout   time.Duration
+}
+
+// NewForwarder returns a Forwarder that finds zones' nodes in directory.
+func NewForwarder(directory Directory) *Forwarder {
+	return &Forwarder{
+		directory: directory,
+		timeout:   30 * time.Second,
+		http: &http.Client{
+			Transport: &http.Transport{
+				DialContext:         (&net.Dialer{Timeout: 2 * time.Second}).DialContext,
+				MaxIdleConnsPerHost: 8,
+				IdleConnTimeout:     90 * time.Second,
+			},
+			// A redirect is relayed to the caller, not followed.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		},
+	}
+}
+
+// Forward sends r (whose body is body) to the nodes of zone in turn until
+// one answers, and writes that answer to w. Only a node that could not be
+// reached is skipped: once a request may have been delivered it is never
+// sent twice. It returns ErrUnreachable, having written nothing, when no
+// node answers.
+func (f *Forwarder) Forward(w http.ResponseWriter, r *http.Request, zone string, body []byte) error {
+	var lastErr error
+	for _, p := range f.directory.Peers() {
+		if p.Zone != zone {
+			continue
+		}
+		resp, err := f.send(r, p, body)
+		if err != nil {
+			var opErr *net.OpError
+			if errors.As(err, &opErr) && opErr.Op == "dial" {
+				lastErr = err
+				continue
+			}
+			return fmt.Errorf("forward to %s: %w", p.ID, err)
+		}
+		defer resp.Body.Close()
+		for _, h := range forwardedResponseHeaders {
+			if v := resp.Header.Get(h); v != "" {
+				w.Header().Set(h, v)
+			}
+		}
+		w.WriteHeader(resp.StatusCode)
+		_, err = io.Copy(w, resp.Body)
+		return err
+	}
+	if lastErr != nil {
+		return fmt.Errorf("zone %s: %w (%v)", zone, ErrUnreachable, lastErr)
+	}
+	return fmt.Errorf("zone %s: %w", zone, ErrUnreachable)
+}
+
+func (f *Forwarder) send(r *http.Request, p Peer, body []byte) (*http.Response, error) {
+	url := strings.TrimRight(p.APIAddress, "/") + r.URL.RequestURI()
+	req, err := http.NewRequestWithContext(r.Context(), r.Method, url, bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	for _, h := range forwardedRequestHeaders {
+		if v := r.Header.Get(h); v != "" {
+			req.Header.Set(h, v)
+		}
+	}
+	return f.http.Do(req)
+}
+
+// Close releases idle connections.
+func (f *Forwarder) Close() { f.http.CloseIdleConnections() }

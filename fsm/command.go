@@ -51,6 +51,9 @@ const (
 	// CmdSetReplicaZones replaces the replica zones of a primary key
 	// (SetReplicaZonesV1). Since v2.
 	CmdSetReplicaZones CommandType = 14
+	// CmdUpdatePrimary moves a multi-zone key's primary to one of its
+	// replica zones (UpdatePrimaryV1). Since v2.
+	CmdUpdatePrimary CommandType = 15
 )
 
 // CommandVersion1 is the only payload version so far.
@@ -208,4 +211,17 @@ type ReplicaAckV1 struct {
 type SetReplicaZonesV1 struct {
 	KeyRefV1
 	ReplicaZones []string `json:"replica_zones"`
+}
+
+// UpdatePrimaryV1 is the payload of CmdUpdatePrimary. Applied in the
+// primary zone, it hands the key over to NewPrimary (one of its replica
+// zones), which must have applied the key's last change unless Force. Applied
+// with Force in NewPrimary's own zone while the key is a replica there, it
+// takes the key over without the old primary (which is unreachable): the
+// old primary accepts the new state when it comes back and loses what it
+// changed that this zone never received.
+type UpdatePrimaryV1 struct {
+	KeyRefV1
+	NewPrimary string `json:"new_primary"`
+	Force      bool   `json:"force,omitempty"`
 }

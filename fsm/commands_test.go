@@ -325,6 +325,23 @@ func commandCases() []commandCase {
 			},
 		},
 		{
+			name: "UpdatePrimary",
+			setup: setup(
+				step{CmdCreateKey, withReplicas(createKey("k1", orgA), "zone-2")},
+				step{CmdReplicaAck, ReplicaAckV1{Zone: "zone-2", Seq: 1, Now: t0}},
+			),
+			cmd: step{CmdUpdatePrimary, UpdatePrimaryV1{KeyRefV1: ref("k1", orgA, t0+hour), NewPrimary: "zone-2"}},
+			check: func(t *testing.T, f *FSM, res Result, index uint64) {
+				k := wantKey(t, f, res, index, KeyStateEnabled)
+				if k.PrimaryZone != "zone-2" || !slices.Equal(k.ReplicaZones, []string{"zone-1"}) || k.PrimaryEpoch != 1 {
+					t.Errorf("after hand-over: primary %s replicas %v epoch %d", k.PrimaryZone, k.ReplicaZones, k.PrimaryEpoch)
+				}
+				if entries, _ := f.ChangesAfter(1, 0); len(entries) != 1 || entries[0].Key != k {
+					t.Errorf("the hand-over is not in the change log: %+v", entries)
+				}
+			},
+		},
+		{
 			name: "ExpireIdempotency",
 			setup: setup(
 				step{CmdCreateKey, withToken(createKey("k1", orgA), "tok-1", t0+day)},
@@ -359,7 +376,7 @@ func TestFSM_Commands_CoverEveryType(t *testing.T) {
 			t.Errorf("command type %d has no case", typ)
 		}
 	}
-	for typ := CmdCreateKey; typ <= CmdSetReplicaZones; typ++ {
+	for typ := CmdCreateKey; typ <= CmdUpdatePrimary; typ++ {
 		if decoderFor(typ) == nil {
 			t.Errorf("command type %d has no decoder", typ)
 		}

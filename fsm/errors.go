@@ -33,6 +33,9 @@ var (
 	// ErrChangeGap: a batch of another zone's change log that does not
 	// start where this zone left off; the puller pulls again.
 	ErrChangeGap = errors.New("fsm: change log batch does not follow the last applied sequence")
+	// ErrZoneBehind: update-primary to a zone that has not applied the
+	// key's last change; force it to accept losing that change. HTTP 409.
+	ErrZoneBehind = errors.New("fsm: the zone has not applied the key's last change")
 )
 
 // TransitionError is a lifecycle operation refused in the key's current
@@ -60,6 +63,7 @@ const (
 	CodeRotationPending  = "rotation_pending"
 	CodeChangeGap        = "change_gap"
 	CodeNotPrimary       = "not_primary"
+	CodeZoneBehind       = "zone_behind"
 )
 
 var sentinelCodes = []struct {
@@ -74,6 +78,7 @@ var sentinelCodes = []struct {
 	{ErrInvalidCommand, CodeInvalidCommand},
 	{ErrRotationPending, CodeRotationPending},
 	{ErrChangeGap, CodeChangeGap},
+	{ErrZoneBehind, CodeZoneBehind},
 }
 
 // NotPrimaryError refuses a lifecycle change of a replica key: changes

@@ -198,6 +198,8 @@ func decoderFor(t CommandType) func(json.RawMessage) (applyFunc, error) {
 		return binder(applyReplicaAck)
 	case CmdSetReplicaZones:
 		return binder(applySetReplicaZones)
+	case CmdUpdatePrimary:
+		return binder(applyUpdatePrimary)
 	}
 	return nil
 }

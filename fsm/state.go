@@ -92,6 +92,11 @@ type Key struct {
 	// ReplicaSeq is, on a replica, the primary zone's change-log sequence
 	// this copy reflects; 0 on a primary.
 	ReplicaSeq uint64 `json:"replica_seq,omitempty"`
+	// PrimaryEpoch counts the moves of the key's primary zone. A zone
+	// applies another zone's entry for a key only if its epoch is higher
+	// than the copy it holds, or equal and sent by the copy's primary, so
+	// a forced takeover wins over the old primary when it comes back.
+	PrimaryEpoch uint64 `json:"primary_epoch,omitempty"`
 }
 
 // IsReplicaIn reports whether the key, as held in zone, is a replica of a

@@ -209,15 +209,15 @@ func applyChanges(s *state, index uint64, p *ApplyChangesV1) Result {
 	last := p.After
 	for _, e := range p.Entries {
 		if e.Seq <= last || e.Seq > p.Upto || e.KeyID == "" || (e.Key == nil) == (e.Tombstone == nil) ||
-			(e.Key != nil && (e.Key.ID != e.KeyID || e.Key.PrimaryZone != p.SourceZone)) {
+			(e.Key != nil && (e.Key.ID != e.KeyID || e.Key.PrimaryZone == "")) {
 			return Result{Err: invalid("malformed change entry %d of zone %s", e.Seq, p.SourceZone)}
 		}
 		last = e.Seq
 	}
 	for _, e := range p.Entries {
 		local, exists := s.keys[e.KeyID]
-		if exists && !local.IsReplicaIn(s.zone) {
-			continue // a primary here; its own zone's log is authoritative
+		if exists && !s.accepts(local, e, p.SourceZone) {
+			continue
 		}
 		switch {
 		case e.Tombstone != nil:
@@ -229,6 +229,21 @@ func applyChanges(s *state, index uint64, p *ApplyChangesV1) Result {
 				t.Organization = intern(t.Organization)
 				s.tombstones[e.KeyID] = t
 			}
+		case e.Key.PrimaryZone == s.zone:
+			// The key was handed over to this zone: it is a primary
+			// here now, and its state goes to this zone's own log so
+			// that the other zones follow this zone from here on.
+			if _, dead := s.tombstones[e.KeyID]; dead {
+				continue
+			}
+			c := e.Key.clone()
+			internKey(c)
+			c.ReplicaSeq = 0
+			if !exists {
+				s.indexKey(c)
+			}
+			s.keys[c.ID] = c
+			s.logChange(c)
 		case slices.Contains(e.Key.ReplicaZones, s.zone):
 			if _, dead := s.tombstones[e.KeyID]; dead {
 				continue
@@ -249,6 +264,96 @@ func applyChanges(s *state, index uint64, p *ApplyChangesV1) Result {
 	prog.Zone, prog.Applied = intern(p.SourceZone), p.Upto
 	s.replication[prog.Zone] = prog
 	return Result{}
+}
+
+// accepts decides whether an entry of source's change log may replace the
+// copy of a key this zone holds. A higher primary epoch always wins (a
+// primary that was taken over while away becomes a replica again); at an
+// equal epoch only the copy's own primary zone changes it, so a primary
+// is never overwritten by a replica's stale announcement.
+func (s *state) accepts(local *Key, e ChangeEntry, source string) bool {
+	if e.Tombstone != nil {
+		return local.IsReplicaIn(s.zone) && local.PrimaryZone == source
+	}
+	switch {
+	case e.Key.PrimaryEpoch > local.PrimaryEpoch:
+		if !local.IsReplicaIn(s.zone) {
+			delete(s.pending, local.ID)
+		}
+		return true
+	case e.Key.PrimaryEpoch < local.PrimaryEpoch:
+		return false
+	}
+	return local.IsReplicaIn(s.zone) && local.PrimaryZone == source
+}
+
+// applyUpdatePrimary moves a key's primary zone (see UpdatePrimaryV1).
+func applyUpdatePrimary(s *state, index uint64, p *UpdatePrimaryV1) Result {
+	k, err := s.find(p.KeyID, p.Organization)
+	if err != nil {
+		return Result{Err: err}
+	}
+	if err := checkRevision(k, p.KeyRefV1); err != nil {
+		return Result{Err: err}
+	}
+	if s.zone == "" || p.NewPrimary == "" {
+		return Result{Err: invalid("update primary of key %s to %q in zone %q", k.ID, p.NewPrimary, s.zone)}
+	}
+	if k.IsReplicaIn(s.zone) {
+		if p.NewPrimary != s.zone || !p.Force {
+			return Result{Err: &NotPrimaryError{KeyID: k.ID, PrimaryZone: k.PrimaryZone}}
+		}
+		// Forced takeover: the old primary is unreachable.
+		c := k.clone()
+		old := c.PrimaryZone
+		c.PrimaryZone = s.zone
+		c.ReplicaZones = swapZone(c.ReplicaZones, s.zone, old)
+		c.PrimaryEpoch++
+		c.ReplicaSeq = 0
+		if c.PendingVersion != 0 {
+			// Replay the two-phase rotation from here: the zones this
+			// zone can't vouch for acknowledge it again.
+			c.PendingZones = slices.Clone(c.ReplicaZones)
+			c.PendingSeq = s.changeSeq + 1
+			s.pending[c.ID] = struct{}{}
+		}
+		return s.commit(c, index, p.Now)
+	}
+	if p.NewPrimary == s.zone {
+		return Result{Key: k}
+	}
+	if !slices.Contains(k.ReplicaZones, p.NewPrimary) {
+		return Result{Err: invalid("zone %s is not a replica zone of key %s", p.NewPrimary, k.ID)}
+	}
+	if k.PendingVersion != 0 {
+		return Result{Err: fmt.Errorf("update primary of key %s: version %d still waits for zones %v: %w",
+			k.ID, k.PendingVersion, k.PendingZones, ErrRotationPending)}
+	}
+	if last, acked := s.changes[k.ID].Seq, s.replication[p.NewPrimary].Acked; acked < last && !p.Force {
+		return Result{Err: fmt.Errorf("zone %s has applied this zone's changes up to %d, not the key's last change %d; force to hand over anyway and lose it: %w",
+			p.NewPrimary, acked, last, ErrZoneBehind)}
+	}
+	c := k.clone()
+	c.PrimaryZone = intern(p.NewPrimary)
+	c.ReplicaZones = swapZone(c.ReplicaZones, p.NewPrimary, s.zone)
+	c.PrimaryEpoch++
+	res := s.commit(c, index, p.Now)
+	// commit logs primaries only; the new primary learns from this entry.
+	s.logChange(c)
+	return res
+}
+
+// swapZone returns zones without out and with in, sorted.
+func swapZone(zones []string, out, in string) []string {
+	res := make([]string, 0, len(zones))
+	for _, z := range zones {
+		if z != out && z != in {
+			res = append(res, z)
+		}
+	}
+	res = append(res, intern(in))
+	slices.Sort(res)
+	return res
 }
 
 // indexKey adds a new key's id to its organization's index.

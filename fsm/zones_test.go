@@ -265,3 +265,87 @@ func TestFSM_UpdateSamePeriodKeepsSchedule(t *testing.T) {
 		t.Errorf("a new period: got %+v, want %+v", k.RotationPolicy, other)
 	}
 }
+
+func TestFSM_UpdatePrimary_HandOver(t *testing.T) {
+	a, b, c := newZoneFSM(t, "zone-1"), newZoneFSM(t, "zone-2"), newZoneFSM(t, "zone-3")
+	mustApply(t, a, CmdCreateKey, withReplicas(createKey("k1", orgA), "zone-2", "zone-3"))
+	mustApply(t, a, CmdDisableKey, ref("k1", orgA, t0))
+	// zone-2 has not pulled yet: it is behind the key's last change.
+	res := apply(t, a, CmdUpdatePrimary, UpdatePrimaryV1{KeyRefV1: ref("k1", orgA, t0), NewPrimary: "zone-2"})
+	if !errors.Is(res.Err, ErrZoneBehind) {
+		t.Fatalf("hand over to a zone that is behind: got %v, want ErrZoneBehind", res.Err)
+	}
+	if res := apply(t, a, CmdUpdatePrimary, UpdatePrimaryV1{KeyRefV1: ref("k1", orgA, t0), NewPrimary: "zone-9"}); !errors.Is(res.Err, ErrInvalidCommand) {
+		t.Fatalf("hand over to a zone that is no replica: got %v", res.Err)
+	}
+	pull(t, a, b)
+	pull(t, a, c)
+	mustApply(t, a, CmdUpdatePrimary, UpdatePrimaryV1{KeyRefV1: ref("k1", orgA, t0), NewPrimary: "zone-2"})
+	// zone-1 is a replica now: it refuses changes.
+	var np *NotPrimaryError
+	if res := apply(t, a, CmdEnableKey, ref("k1", orgA, t0)); !errors.As(res.Err, &np) || np.PrimaryZone != "zone-2" {
+		t.Fatalf("change on the old primary: got %v, want NotPrimaryError naming zone-2", res.Err)
+	}
+	pull(t, a, b) // zone-2 adopts the key
+	pull(t, a, c) // zone-3 learns the new primary from the old one
+	kb, _ := b.Key("k1")
+	if kb.IsReplicaIn("zone-2") || !slices.Equal(kb.ReplicaZones, []string{"zone-1", "zone-3"}) {
+		t.Fatalf("zone-2 after the hand-over: primary %s replicas %v", kb.PrimaryZone, kb.ReplicaZones)
+	}
+	// Changes now come from zone-2 and reach zone-1 and zone-3.
+	mustApply(t, b, CmdEnableKey, ref("k1", orgA, t0))
+	pull(t, b, a)
+	pull(t, b, c)
+	for _, f := range []*FSM{a, c} {
+		k, _ := f.Key("k1")
+		if k.State != KeyStateEnabled || k.PrimaryZone != "zone-2" || replicatedView(t, k) != replicatedView(t, mustKey(t, b, "k1")) {
+			t.Errorf("%s after a change on the new primary: %+v", f.Zone(), k)
+		}
+	}
+	// A stale entry of the old primary's log changes nothing any more.
+	pull(t, a, c)
+	if k, _ := c.Key("k1"); k.State != KeyStateEnabled {
+		t.Error("zone-3 went back to the old primary's state")
+	}
+}
+
+func TestFSM_UpdatePrimary_ForcedTakeover(t *testing.T) {
+	a, b := newZoneFSM(t, "zone-1"), newZoneFSM(t, "zone-2")
+	mustApply(t, a, CmdCreateKey, withReplicas(createKey("k1", orgA), "zone-2"))
+	pull(t, a, b)
+	// zone-1 is unreachable; it goes on changing the key meanwhile.
+	mustApply(t, a, CmdUpdateKey, UpdateKeyV1{KeyRefV1: ref("k1", orgA, t0), Description: ptr("lost")})
+	if res := apply(t, b, CmdUpdatePrimary, UpdatePrimaryV1{KeyRefV1: ref("k1", orgA, t0), NewPrimary: "zone-2"}); !errors.As(res.Err, new(*NotPrimaryError)) {
+		t.Fatalf("takeover without force: got %v, want NotPrimaryError", res.Err)
+	}
+	k := mustApply(t, b, CmdUpdatePrimary, UpdatePrimaryV1{KeyRefV1: ref("k1", orgA, t0), NewPrimary: "zone-2", Force: true})
+	if k.PrimaryZone != "zone-2" || k.PrimaryEpoch != 1 || !slices.Equal(k.ReplicaZones, []string{"zone-1"}) {
+		t.Fatalf("after the takeover: %+v", k)
+	}
+	mustApply(t, b, CmdUpdateKey, UpdateKeyV1{KeyRefV1: ref("k1", orgA, t0), Description: ptr("kept")})
+	// zone-1 comes back: its entry loses to the higher epoch, and zone-1
+	// becomes a replica of zone-2, dropping what it changed meanwhile.
+	pull(t, a, b)
+	if k, _ := b.Key("k1"); k.Description != "kept" {
+		t.Fatalf("the old primary's entry overwrote the new primary: %q", k.Description)
+	}
+	pull(t, b, a)
+	ka, _ := a.Key("k1")
+	if ka.PrimaryZone != "zone-2" || ka.Description != "kept" || !ka.IsReplicaIn("zone-1") {
+		t.Fatalf("old primary after coming back: primary %s description %q", ka.PrimaryZone, ka.Description)
+	}
+	if got := a.DueRotations(t0 + 100*day); len(got) != 0 {
+		t.Error("the demoted zone still schedules the key")
+	}
+}
+
+func mustKey(t *testing.T, f *FSM, id string) *Key {
+	t.Helper()
+	k, ok := f.Key(id)
+	if !ok {
+		t.Fatalf("%s: no key %s", f.Zone(), id)
+	}
+	return k
+}
+
+func ptr[T any](v T) *T { return &v }

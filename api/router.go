@@ -43,6 +43,7 @@ type KeyService interface {
 	// they validate the zone name.
 	AddReplica(ctx context.Context, r keys.KeyRef, zone string) (*fsm.Key, error)
 	RemoveReplica(ctx context.Context, r keys.KeyRef, zone string) (*fsm.Key, error)
+	UpdatePrimary(ctx context.Context, p keys.UpdatePrimaryParams) (*fsm.Key, error)
 }
 
 // ClusterService is what the API needs of the node; *cluster.Node
@@ -198,6 +199,7 @@ func NewRouter(cfg Config) (http.Handler, error) {
 	life.POST("/keys/:id/schedule-deletion", s.scheduleDeletion)
 	life.POST("/keys/:id/replicas", s.addReplica)
 	life.DELETE("/keys/:id/replicas/:zone", s.removeReplica)
+	life.POST("/keys/:id/update-primary", s.updatePrimary)
 
 	authed.POST("/keys/:id/encrypt", s.encrypt)
 	authed.POST("/keys/:id/decrypt", s.decrypt)

@@ -436,3 +436,30 @@ func (s *Service) changeReplicas(ctx context.Context, r KeyRef, op string, chang
 		return got, err
 	}
 }
+
+// UpdatePrimaryParams moves a multi-zone key's primary to Zone, one of
+// its replica zones.
+type UpdatePrimaryParams struct {
+	KeyRef
+	Zone string
+	// Force hands the key over even when Zone has not applied the key's
+	// last change (that change is lost), and, sent to a node of Zone while
+	// the primary zone is unreachable, lets Zone take the key over alone.
+	Force bool
+}
+
+// UpdatePrimary moves the key's primary zone. Made in the primary zone,
+// it hands the key over: the old primary becomes a replica. Made in the
+// target zone with Force, it takes the key over without the old primary.
+// In any other zone it is refused with *fsm.NotPrimaryError (the API
+// forwards it to the primary zone).
+func (s *Service) UpdatePrimary(ctx context.Context, p UpdatePrimaryParams) (*fsm.Key, error) {
+	if _, err := parseKeyID(p.KeyID); err != nil {
+		return nil, err
+	}
+	if err := validateZoneName(p.Zone); err != nil {
+		return nil, err
+	}
+	return s.lifecycle(ctx, "update primary of", fsm.CmdUpdatePrimary,
+		fsm.UpdatePrimaryV1{KeyRefV1: s.ref(p.KeyRef, s.now()), NewPrimary: p.Zone, Force: p.Force})
+}

@@ -429,3 +429,70 @@ func TestMultiZone_LeaderKilledDuringRotations(t *testing.T) {
 		}
 	}
 }
+
+// TestMultiZone_UpdatePrimary hands a key over from zone-a to zone-b
+// through a node of zone-c; lifecycle changes then land on zone-b, also
+// when sent to zone-a. With zone-b down, zone-c takes the key over by
+// force, and zone-b becomes a replica again when it comes back.
+func TestMultiZone_UpdatePrimary(t *testing.T) {
+	zones := clustertest.NewZones(t, 3, []string{"zone-a", "zone-b", "zone-c"}, clustertest.Options{})
+	a, b, c := zones[0], zones[1], zones[2]
+	ctx := testCtx(t, 120*time.Second)
+	k, err := zoneClient(t, a, 0).CreateKey(ctx, wire.CreateKeyRequest{Name: "moving", ReplicaZones: []string{"zone-b", "zone-c"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitConverged(t, zones, a, k.ID)
+
+	moved, err := zoneClient(t, c, 1).UpdatePrimary(ctx, k.ID, "zone-b", false)
+	if err != nil {
+		t.Fatalf("update-primary through zone-c: %v", err)
+	}
+	if moved.PrimaryZone != "zone-b" || !slices.Equal(moved.ReplicaZones, []string{"zone-a", "zone-c"}) {
+		t.Fatalf("after update-primary: primary %s replicas %v", moved.PrimaryZone, moved.ReplicaZones)
+	}
+	waitConverged(t, zones, b, k.ID)
+	// A change sent to the old primary zone lands on the new one.
+	if _, err := zoneClient(t, a, 2).RotateKey(ctx, k.ID); err != nil {
+		t.Fatalf("rotate through the old primary zone: %v", err)
+	}
+	clustertest.WaitFor(t, 20*time.Second, "version 2 to encrypt in every zone", func() bool {
+		for _, z := range zones {
+			enc, err := zoneClient(t, z, 0).Encrypt(ctx, k.ID, wire.EncryptRequest{Plaintext: []byte("v2")})
+			if err != nil || enc.KeyVersion != 2 {
+				return false
+			}
+		}
+		return true
+	})
+	if pk, _ := b.Leader().Server().FSM().Key(k.ID); pk.IsReplicaIn("zone-b") || len(pk.Versions) != 2 {
+		t.Fatalf("zone-b is not the primary holding version 2: %+v", pk)
+	}
+
+	// zone-b goes away; zone-c takes over by force.
+	b.Shutdown()
+	_, err = zoneClient(t, c, 0).DisableKey(ctx, k.ID)
+	wantAPIError(t, err, 409, "not_primary")
+	taken, err := zoneClient(t, c, 0).UpdatePrimary(ctx, k.ID, "zone-c", true)
+	if err != nil {
+		t.Fatalf("forced takeover by zone-c: %v", err)
+	}
+	if taken.PrimaryZone != "zone-c" {
+		t.Fatalf("after the takeover the primary is %s", taken.PrimaryZone)
+	}
+	waitConverged(t, zones, c, k.ID) // zone-a learns the new primary
+	if _, err := zoneClient(t, a, 0).DisableKey(ctx, k.ID); err != nil {
+		t.Fatalf("disable through zone-a after the takeover: %v", err)
+	}
+	for _, n := range b.Nodes {
+		b.Restart(n)
+	}
+	b.WaitReady(30 * time.Second)
+	waitConverged(t, zones, c, k.ID)
+	for _, n := range b.Nodes {
+		got, _ := n.Server().FSM().Key(k.ID)
+		if got == nil || got.PrimaryZone != "zone-c" || got.State != fsm.KeyStateDisabled {
+			t.Fatalf("%s after coming back: %+v, want a disabled replica of zone-c", n.ID, got)
+		}
+	}
+}

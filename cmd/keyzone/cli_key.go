@@ -29,6 +29,7 @@ func newKeyCommand(g *cliGlobal) *cobra.Command {
 		newKeyScheduleDeletionCommand(g),
 		newKeyReplicaCommand(g, "add-replica", "Replicate a key to another zone (run against its primary zone)", (*client.Client).AddReplica),
 		newKeyReplicaCommand(g, "remove-replica", "Stop replicating a key to a zone, which deletes its copy", (*client.Client).RemoveReplica),
+		newKeyUpdatePrimaryCommand(g),
 	)
 	lifecycle := []struct {
 		use, short string

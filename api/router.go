@@ -101,6 +101,9 @@ type Config struct {
 	// Forwarder, when set, sends lifecycle changes of replica keys on to
 	// their primary zone.
 	Forwarder ZoneForwarder
+	// Metrics, when set, serves GET /metrics (Prometheus text format). It
+	// needs no token: it holds no key material, no key ids and no tokens.
+	Metrics http.Handler
 	// Logger receives the request log (Debug) and failures; nil discards.
 	Logger hclog.Logger
 }
@@ -173,6 +176,10 @@ func NewRouter(cfg Config) (http.Handler, error) {
 	e.Use(s.logRequest, s.recoverPanic, s.renderErrors)
 	e.NoRoute(func(c *gin.Context) { c.Error(errRouteNotFound) })
 	e.NoMethod(func(c *gin.Context) { c.Error(errMethodNotAllowed) })
+
+	if cfg.Metrics != nil {
+		e.GET("/metrics", gin.WrapH(cfg.Metrics))
+	}
 
 	v1 := e.Group("/v1")
 	v1.GET("/health", s.health)

@@ -26,6 +26,9 @@ type ZoneStatus struct {
 	Applied    uint64     `json:"applied,omitempty"`
 	Acked      uint64     `json:"acked,omitempty"`
 	LagEntries uint64     `json:"lag_entries,omitempty"`
+	// LagSeconds is the age of the oldest change of this zone the remote
+	// zone has not acknowledged (0 when none).
+	LagSeconds float64 `json:"lag_seconds,omitempty"`
 }
 
 // Zones returns every zone known to the pool or to the replication state,
@@ -62,6 +65,7 @@ func (n *Node) Zones(ctx context.Context) ([]ZoneStatus, error) {
 		z := byName[name]
 		if local.ChangeSeq > z.Acked {
 			z.LagEntries = local.ChangeSeq - z.Acked
+			z.LagSeconds = n.lagSeconds(z.Acked)
 		}
 		out = append(out, *z)
 	}

@@ -20,6 +20,9 @@ import (
 	"github.com/keyzone/keyzone/fsm"
 	"github.com/keyzone/keyzone/keys"
 	"github.com/keyzone/keyzone/zone"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 // Config is everything one node needs. Cluster.FSM, Cluster.APIAddress,
@@ -155,6 +158,7 @@ func (s *Server) start() error {
 		Zone:         cc.Zone,
 		AppliedIndex: s.fsm.AppliedIndex,
 		Forwarder:    zone.NewForwarder(directory{node}),
+		Metrics:      metricsHandler(node),
 		MaxPayload:   kc.MaxPayload,
 		Logger:       s.cfg.Logger,
 	})
@@ -243,4 +247,13 @@ func (d directory) Zones() []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// metricsHandler serves this node's metrics: its cluster and replication
+// state, and the Go runtime and process of the server.
+func metricsHandler(node *cluster.Node) http.Handler {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(node.Collector(), collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
 }

@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"io"
+	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -201,6 +204,9 @@ func TestMultiZone_CutOffZoneConverges(t *testing.T) {
 	if r.CurrentVersion != 1 || r.PendingVersion != 2 {
 		t.Fatalf("rotation with zone-b away: current %d pending %d, want 1 and 2", r.CurrentVersion, r.PendingVersion)
 	}
+	if lag := scrapeMetric(t, a.Leader().Addr(), `keyzone_replication_lag_entries{zone="zone-b"}`); lag < 1 {
+		t.Fatalf("lag of zone-b while it is away: %v entries, want at least 1", lag)
+	}
 	enc, err := zoneClient(t, a, 0).Encrypt(ctx, k.ID, wire.EncryptRequest{Plaintext: []byte("while b is away")})
 	if err != nil || enc.KeyVersion != 1 {
 		t.Fatalf("encrypt while zone-b is away: version %d, %v; want version 1", enc.KeyVersion, err)
@@ -219,6 +225,9 @@ func TestMultiZone_CutOffZoneConverges(t *testing.T) {
 	b.WaitReady(30 * time.Second)
 	waitConverged(t, zones, a, k.ID)
 	waitConverged(t, zones, a, gone.ID)
+	clustertest.WaitFor(t, 20*time.Second, "zone-b's lag to reach 0", func() bool {
+		return scrapeMetric(t, a.Leader().Addr(), `keyzone_replication_lag_entries{zone="zone-b"}`) == 0
+	})
 	got, _ := a.Leader().Server().FSM().Key(k.ID)
 	if got.CurrentVersion != 2 || got.PendingVersion != 0 {
 		t.Fatalf("after zone-b came back: current %d pending %d, want 2 and 0", got.CurrentVersion, got.PendingVersion)
@@ -495,4 +504,29 @@ func TestMultiZone_UpdatePrimary(t *testing.T) {
 			t.Fatalf("%s after coming back: %+v, want a disabled replica of zone-c", n.ID, got)
 		}
 	}
+}
+
+// scrapeMetric returns the value of one sample of a node's /metrics.
+func scrapeMetric(t *testing.T, addr, sample string) float64 {
+	t.Helper()
+	resp, err := http.Get(addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(body), "\n") {
+		if v, ok := strings.CutPrefix(line, sample+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatalf("sample %s: %v", line, err)
+			}
+			return f
+		}
+	}
+	t.Fatalf("no sample %s in /metrics of %s", sample, addr)
+	return 0
 }

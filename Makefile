@@ -32,7 +32,7 @@ fuzz: ## fuzz the ciphertext envelope parser for 30s each
 bench: ## Go benchmarks of crypto and the state machine
 	$(GO) test -run=NONE -bench=. -benchmem ./crypto/ ./fsm/
 
-dev: build ## run a three-node dev zone on 127.0.0.1:8200-8202 (Ctrl-C stops it)
+dev: build ## run a dev cluster of two zones of three nodes on 127.0.0.1:8200-8212 (Ctrl-C stops it)
 	$(BIN) dev --env-file .dev/env
 
 lint: ## gofmt and go vet

@@ -26,6 +26,17 @@ func (s *server) zones(c *gin.Context) {
 	c.JSON(http.StatusOK, wireZones(zs))
 }
 
+// clusterDigest lists every key of every organization: it must stay
+// behind the root token when tenant tokens arrive.
+func (s *server) clusterDigest(c *gin.Context) {
+	r, err := s.cluster.Digests(c.Request.Context())
+	if err != nil {
+		c.Error(err)
+		return
+	}
+	c.JSON(http.StatusOK, wireDigests(r))
+}
+
 // health needs no token, so load balancers and orchestrators can probe
 // it: 200 when the node is ready to serve, 503 otherwise, body Health.
 func (s *server) health(c *gin.Context) {

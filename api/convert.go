@@ -82,6 +82,17 @@ func wireZones(zs []cluster.ZoneStatus) wire.ZonesResponse {
 	return w
 }
 
+func wireDigests(r cluster.DigestReport) wire.DigestReport {
+	w := wire.DigestReport{Zone: r.Zone, Node: r.Node, ChangeSeq: r.ChangeSeq, Keys: make([]wire.KeyDigest, 0, len(r.Keys))}
+	for _, d := range r.Keys {
+		w.Keys = append(w.Keys, wire.KeyDigest{
+			KeyID: d.KeyID, PrimaryZone: d.PrimaryZone, ReplicaZones: nonNil(d.ReplicaZones),
+			Digest: d.Digest, ReplicaSeq: d.ReplicaSeq,
+		})
+	}
+	return w
+}
+
 func cryptoContext(m map[string]string, ad []byte) keys.Context {
 	return keys.Context{Map: m, AssociatedData: ad}
 }

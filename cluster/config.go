@@ -49,9 +49,14 @@ type Config struct {
 	HeartbeatTimeout   time.Duration
 	ElectionTimeout    time.Duration
 	LeaderLeaseTimeout time.Duration
-	SnapshotThreshold  uint64
-	SnapshotInterval   time.Duration
-	TrailingLogs       uint64
+	// CommitTimeout is how long the leader waits without new entries
+	// before telling followers the commit index. Followers serve crypto
+	// from their own state, so a new version reaches them only then: 10 ms
+	// instead of raft's 50 ms, for an idle heartbeat per follower.
+	CommitTimeout     time.Duration
+	SnapshotThreshold uint64
+	SnapshotInterval  time.Duration
+	TrailingLogs      uint64
 	// ApplyTimeout bounds one raft.Apply on the leader.
 	ApplyTimeout time.Duration
 	// LeaderWait bounds how long a proposal waits for a leader to be
@@ -69,6 +74,7 @@ func DefaultConfig() Config {
 		HeartbeatTimeout:   time.Second,
 		ElectionTimeout:    time.Second,
 		LeaderLeaseTimeout: 500 * time.Millisecond,
+		CommitTimeout:      10 * time.Millisecond,
 		SnapshotThreshold:  8192,
 		SnapshotInterval:   2 * time.Minute,
 		TrailingLogs:       10240,
@@ -139,6 +145,9 @@ func (c *Config) withDefaults() {
 	}
 	if c.LeaderLeaseTimeout == 0 {
 		c.LeaderLeaseTimeout = d.LeaderLeaseTimeout
+	}
+	if c.CommitTimeout == 0 {
+		c.CommitTimeout = d.CommitTimeout
 	}
 	if c.SnapshotThreshold == 0 {
 		c.SnapshotThreshold = d.SnapshotThreshold

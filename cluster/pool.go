@@ -31,6 +31,11 @@ type pool struct {
 
 	mu     sync.Mutex
 	notify chan struct{}
+	// live holds every member memberlist reported alive, copied in its
+	// event callbacks: memberlist rewrites the *Node values Members()
+	// returns in place (memberlist#306), and its callbacks are the one
+	// place they can be read without racing those writes.
+	live map[string]Member
 }
 
 func newPool(cfg Config, raftAddr string, logger hclog.Logger) (*pool, error) {
@@ -50,7 +55,7 @@ func newPool(cfg Config, raftAddr string, logger hclog.Logger) (*pool, error) {
 	if len(meta) > memberlist.MetaMaxSize {
 		return nil, fmt.Errorf("node metadata is %d bytes, more than gossip allows (%d)", len(meta), memberlist.MetaMaxSize)
 	}
-	p := &pool{logger: logger.Named("gossip"), meta: meta, notify: make(chan struct{})}
+	p := &pool{logger: logger.Named("gossip"), meta: meta, notify: make(chan struct{}), live: map[string]Member{}}
 
 	mc := memberlist.DefaultLANConfig()
 	if cfg.GossipProfile == "local" {
@@ -125,19 +130,33 @@ func (p *pool) zoneMembers(zone string) []Member {
 
 // members returns every live member with valid metadata, sorted by id.
 func (p *pool) members() []Member {
-	var out []Member
-	for _, n := range p.ml.Members() {
-		if n.State != memberlist.StateAlive {
-			continue
-		}
-		var m Member
-		if err := json.Unmarshal(n.Meta, &m); err != nil || m.ID == "" {
-			continue
-		}
+	p.mu.Lock()
+	out := make([]Member, 0, len(p.live))
+	for _, m := range p.live {
 		out = append(out, m)
 	}
+	p.mu.Unlock()
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out
+}
+
+// record copies n's metadata while memberlist holds its lock.
+func (p *pool) record(n *memberlist.Node) {
+	var m Member
+	valid := json.Unmarshal(n.Meta, &m) == nil && m.ID != ""
+	p.mu.Lock()
+	if valid {
+		p.live[n.Name] = m
+	} else {
+		delete(p.live, n.Name)
+	}
+	p.mu.Unlock()
+}
+
+func (p *pool) forget(n *memberlist.Node) {
+	p.mu.Lock()
+	delete(p.live, n.Name)
+	p.mu.Unlock()
 }
 
 func (p *pool) member(id string) (Member, bool) {
@@ -180,10 +199,15 @@ func (p *pool) MergeRemoteState(buf []byte, join bool)     {}
 // memberlist.EventDelegate
 func (p *pool) NotifyJoin(n *memberlist.Node) {
 	p.logger.Debug("member joined", "node", n.Name)
+	p.record(n)
 	p.signal()
 }
 func (p *pool) NotifyLeave(n *memberlist.Node) {
 	p.logger.Debug("member left", "node", n.Name)
+	p.forget(n)
 	p.signal()
 }
-func (p *pool) NotifyUpdate(n *memberlist.Node) { p.signal() }
+func (p *pool) NotifyUpdate(n *memberlist.Node) {
+	p.record(n)
+	p.signal()
+}

@@ -1,7 +1,6 @@
 package test
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"os"
@@ -9,11 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
-
-	"github.com/keyzone/keyzone/test/clustertest"
 )
 
 // buildKeyzone builds the keyzone binary once per test binary run.
@@ -36,36 +32,12 @@ func TestQuickStart(t *testing.T) {
 		t.Skip("builds the binary")
 	}
 	bin := buildKeyzone(t)
-	dir := t.TempDir()
-	envFile := filepath.Join(dir, ".dev", "env")
-	dataDir := filepath.Join(dir, "data")
-
-	dev := exec.Command(bin, "dev", "--api-port", "0", "--env-file", envFile, "--data-dir", dataDir)
-	devOut := &syncBuffer{}
-	dev.Stdout, dev.Stderr = devOut, devOut
-	if err := dev.Start(); err != nil {
-		t.Fatal(err)
+	dev := startDev(t, bin, t.TempDir())
+	env := dev.env
+	// Two zones by default; the quick start talks to zone-a.
+	if a := dev.get("KEYZONE_ADDR"); a == "" || a != dev.get("KEYZONE_ADDR_ZONE_A") || dev.get("KEYZONE_ADDR_ZONE_B") == "" || dev.get("KEYZONE_ADDR_ZONE_C") != "" {
+		t.Fatalf("env file of a default dev:\n%s", strings.Join(env, "\n"))
 	}
-	stopped := false
-	t.Cleanup(func() {
-		if !stopped {
-			dev.Process.Kill()
-			dev.Wait()
-		}
-	})
-	var env []string
-	clustertest.WaitFor(t, 30*time.Second, "the dev zone to print its address", func() bool {
-		b, err := os.ReadFile(envFile)
-		if err != nil || !strings.Contains(devOut.String(), "Press Ctrl-C") {
-			return false
-		}
-		sc := bufio.NewScanner(bytes.NewReader(b))
-		env = nil
-		for sc.Scan() {
-			env = append(env, sc.Text())
-		}
-		return len(env) >= 2
-	})
 
 	run := func(stdin []byte, args ...string) string {
 		t.Helper()
@@ -102,23 +74,7 @@ func TestQuickStart(t *testing.T) {
 	}
 
 	// Ctrl-C stops every node cleanly.
-	if err := dev.Process.Signal(syscall.SIGINT); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- dev.Wait() }()
-	select {
-	case err := <-done:
-		stopped = true
-		if err != nil {
-			t.Fatalf("dev exited with %v after Ctrl-C:\n%s", err, devOut.String())
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatalf("dev did not stop within 30s of Ctrl-C:\n%s", devOut.String())
-	}
-	if _, err := os.Stat(envFile); !os.IsNotExist(err) {
-		t.Fatalf("env file left behind after exit: %v", err)
-	}
+	dev.interrupt()
 }
 
 // syncBuffer is a bytes.Buffer safe for a writing process and a reading test.

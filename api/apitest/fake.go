@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -642,11 +643,16 @@ type Cluster struct {
 	HealthResult cluster.Health
 	ZonesResult  []cluster.ZoneStatus
 	ZonesErr     error
+	DigestResult cluster.DigestReport
+	DigestErr    error
 }
 
 // NewCluster returns a healthy three-node zone led by node-1, in a
 // deployment of three zones: zone-a (this one, change log at 12), zone-b
 // (two nodes, 2 entries behind) and zone-c (no live node, never pulled).
+// Its digest report, answered by node-1, holds two multi-zone keys: a
+// primary of zone-a replicated to zone-b and zone-c, and a replica of a
+// zone-b primary.
 func NewCluster() *Cluster {
 	return &Cluster{
 		ZonesResult: []cluster.ZoneStatus{
@@ -670,6 +676,12 @@ func NewCluster() *Cluster {
 			},
 		},
 		HealthResult: cluster.Health{Live: true, Ready: true},
+		DigestResult: cluster.DigestReport{Zone: "zone-a", Node: "node-1", ChangeSeq: 12, Keys: []fsm.KeyDigest{
+			{KeyID: "11111111-1111-4111-8111-111111111111", PrimaryZone: "zone-a", ReplicaZones: []string{"zone-b", "zone-c"},
+				Digest: strings.Repeat("a1", 32), ReplicaSeq: 12},
+			{KeyID: "22222222-2222-4222-8222-222222222222", PrimaryZone: "zone-b", ReplicaZones: []string{"zone-a"},
+				Digest: strings.Repeat("b2", 32), ReplicaSeq: 7},
+		}},
 	}
 }
 
@@ -687,4 +699,9 @@ func (c *Cluster) WaitApplied(ctx context.Context, index uint64) error { return 
 // Zones implements api.ClusterService.
 func (c *Cluster) Zones(ctx context.Context) ([]cluster.ZoneStatus, error) {
 	return c.ZonesResult, c.ZonesErr
+}
+
+// Digests implements api.ClusterService.
+func (c *Cluster) Digests(ctx context.Context) (cluster.DigestReport, error) {
+	return c.DigestResult, c.DigestErr
 }

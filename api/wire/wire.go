@@ -235,6 +235,34 @@ type ZonesResponse struct {
 	Zones []ZoneStatus `json:"zones"`
 }
 
+// KeyDigest is what one zone holds of a multi-zone key, reduced to what
+// must agree between the key's primary zone and its replica zones.
+type KeyDigest struct {
+	KeyID        string   `json:"key_id"`
+	PrimaryZone  string   `json:"primary_zone"`
+	ReplicaZones []string `json:"replica_zones"` // [] when none, never null
+	// Digest is the hex SHA-256 of the key's replicated state: everything
+	// but its zone-local revision and replica sequence.
+	Digest string `json:"digest"`
+	// ReplicaSeq is the primary zone's change-log sequence this state
+	// corresponds to: the entry a replica applied, or on the primary the
+	// key's newest entry. A replica with a lower sequence lags behind;
+	// one with the same sequence and another digest has diverged.
+	ReplicaSeq uint64 `json:"replica_seq"`
+}
+
+// DigestReport is the answer of GET /v1/cluster/digest: the digests of
+// every multi-zone key the answering node's zone holds, primaries and
+// replicas, sorted by key id, as of a consistent read in that zone.
+type DigestReport struct {
+	Zone string `json:"zone"`
+	Node string `json:"node"` // the node that answered
+	// ChangeSeq is the head of the zone's change log; the digests reflect
+	// at least this sequence.
+	ChangeSeq uint64      `json:"change_seq"`
+	Keys      []KeyDigest `json:"keys"` // [] when none, never null
+}
+
 // Health is the body of GET /v1/health, sent with 200 when Ready and 503
 // otherwise.
 type Health struct {

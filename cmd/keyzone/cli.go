@@ -56,24 +56,34 @@ type cliGlobal struct {
 
 // connect checks the output format and returns a client of the node.
 func (g *cliGlobal) connect() (*client.Client, error) {
-	if g.output != "table" && g.output != "json" {
-		return nil, fmt.Errorf("--output %q: want table or json", g.output)
+	addr, token, err := g.endpoint()
+	if err != nil {
+		return nil, err
 	}
-	addr := g.addr
+	return client.New(addr, token)
+}
+
+// endpoint checks the output format and returns the node's address and
+// the token, from the flags or the environment.
+func (g *cliGlobal) endpoint() (addr, token string, err error) {
+	if g.output != "table" && g.output != "json" {
+		return "", "", fmt.Errorf("--output %q: want table or json", g.output)
+	}
+	addr = g.addr
 	if addr == "" {
 		addr = g.getenv("KEYZONE_ADDR")
 	}
 	if addr == "" {
-		return nil, errors.New("no node address: set KEYZONE_ADDR or pass --addr (e.g. http://127.0.0.1:8200)")
+		return "", "", errors.New("no node address: set KEYZONE_ADDR or pass --addr (e.g. http://127.0.0.1:8200)")
 	}
-	token := g.token
+	token = g.token
 	if token == "" {
 		token = g.getenv("KEYZONE_TOKEN")
 	}
 	if token == "" {
-		return nil, errors.New("no API token: set KEYZONE_TOKEN or pass --token")
+		return "", "", errors.New("no API token: set KEYZONE_TOKEN or pass --token")
 	}
-	return client.New(addr, token)
+	return addr, token, nil
 }
 
 // render prints v as indented JSON with -o json, else calls table with a

@@ -45,6 +45,7 @@ func newClusterCommand(g *cliGlobal) *cobra.Command {
 			})
 		},
 	})
+	cmd.AddCommand(newVerifyCommand(g))
 	return cmd
 }
 

@@ -8,9 +8,13 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -22,23 +26,40 @@ import (
 )
 
 type devFlags struct {
+	zones    int
 	nodes    int
-	zone     string
 	apiPort  int
 	envFile  string
 	dataDir  string
 	logLevel string
 }
 
+// devZoneStride is how far apart the API ports of two dev zones start:
+// with --api-port 8200, zone-a takes 8200-8202, zone-b 8210-8212, ...
+const devZoneStride = 10
+
+// devPullerScan is how often a zone leader's replicator looks for zones
+// it does not pull from yet (zone.Config.ScanInterval's default).
+const devPullerScan = time.Second
+
 func newDevCommand() *cobra.Command {
 	var f devFlags
 	cmd := &cobra.Command{
 		Use:   "dev",
-		Short: "Run a throwaway zone of three nodes in this process, on loopback",
-		Long: `Run a throwaway Keyzone zone in one process: three nodes on 127.0.0.1 with
-temporary data dirs, a random root key and a random root token, all gone on
-Ctrl-C. It prints the API address and the token; with --env-file it also writes
-KEYZONE_ADDR=... and KEYZONE_TOKEN=... lines for the CLI.`,
+		Short: "Run throwaway zones of three nodes each in this process, on loopback",
+		Long: `Run a throwaway Keyzone deployment in one process: --zones zones (zone-a,
+zone-b, ...) of --nodes nodes each on 127.0.0.1, with temporary data dirs, one
+random root key, one random root token and one gossip pool, all gone on Ctrl-C.
+
+With --api-port P, zone number i (from 0) takes the API ports P+10*i,
+P+10*i+1, ...: zone-a 8200-8202, zone-b 8210-8212, zone-c 8220-8222.
+
+Once every node is ready and sees every zone, it prints the addresses and the
+token. With --env-file it then also writes
+  KEYZONE_ADDR=<zone-a's first node>
+  KEYZONE_TOKEN=<the token>
+  KEYZONE_ADDR_ZONE_A=..., KEYZONE_ADDR_ZONE_B=..., ... (each zone's first node)
+for the CLI (set -a; . FILE; set +a), and removes the file on exit.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := bindEnv(cmd); err != nil {
@@ -47,19 +68,52 @@ KEYZONE_ADDR=... and KEYZONE_TOKEN=... lines for the CLI.`,
 			return runDev(cmd.Context(), f)
 		},
 	}
-	cmd.Flags().IntVar(&f.nodes, "nodes", 3, "nodes in the zone")
-	cmd.Flags().StringVar(&f.zone, "zone", "zone-a", "zone name")
-	cmd.Flags().IntVar(&f.apiPort, "api-port", 8200, "API port of the first node; the others take the next ones (0: any free ports)")
-	cmd.Flags().StringVar(&f.envFile, "env-file", "", "write KEYZONE_ADDR and KEYZONE_TOKEN lines to this file")
+	cmd.Flags().IntVar(&f.zones, "zones", 2, "zones to run (1 to 9), named zone-a, zone-b, ...")
+	cmd.Flags().IntVar(&f.nodes, "nodes", 3, "nodes per zone (1 to 9)")
+	cmd.Flags().IntVar(&f.apiPort, "api-port", 8200, "API port of zone-a's first node; node j of zone i takes port+10*i+j (0: any free ports)")
+	cmd.Flags().StringVar(&f.envFile, "env-file", "", "write KEYZONE_ADDR, KEYZONE_TOKEN and KEYZONE_ADDR_<ZONE> lines to this file")
 	cmd.Flags().StringVar(&f.dataDir, "data-dir", "", "keep data here instead of a temporary directory removed on exit")
 	cmd.Flags().StringVar(&f.logLevel, "log-level", "error", "trace, debug, info, warn or error")
+	cmd.AddCommand(newLagBenchCommand())
 	return cmd
 }
 
-func runDev(ctx context.Context, f devFlags) error {
+// devZone is one running dev zone.
+type devZone struct {
+	name    string
+	servers []*server.Server
+}
+
+// devZoneName names the i-th dev zone (from 0): zone-a, zone-b, ...
+func devZoneName(i int) string { return "zone-" + string(rune('a'+i)) }
+
+func (f devFlags) validate() error {
+	if f.zones < 1 || f.zones > 9 {
+		return errors.New("--zones must be between 1 and 9")
+	}
 	if f.nodes < 1 || f.nodes > 9 {
 		return errors.New("--nodes must be between 1 and 9")
 	}
+	if f.apiPort != 0 {
+		last := f.apiPort + (f.zones-1)*devZoneStride + f.nodes - 1
+		if f.apiPort < 1 || last > 65535 {
+			return fmt.Errorf("--api-port %d: the ports %d-%d must lie within 1-65535 (or give 0 for any free ports)", f.apiPort, f.apiPort, last)
+		}
+	}
+	return nil
+}
+
+func runDev(parent context.Context, f devFlags) error {
+	if err := f.validate(); err != nil {
+		return err
+	}
+	if parent == nil {
+		parent = context.Background()
+	}
+	// Ctrl-C from here on, also while the zones start, ends in the
+	// clean-up below rather than killing the process.
+	ctx, stop := signal.NotifyContext(parent, os.Interrupt, syscall.SIGTERM)
+	defer stop()
 	logger, err := newLogger(f.logLevel, false)
 	if err != nil {
 		return err
@@ -71,45 +125,70 @@ func runDev(ctx context.Context, f devFlags) error {
 		}
 		defer os.RemoveAll(dir)
 	}
+	if f.envFile != "" {
+		// A file left by a killed run must not pass for this one's.
+		if err := os.Remove(f.envFile); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("remove old env file: %w", err)
+		}
+	}
 	rek, token, err := devSecrets()
 	if err != nil {
 		return err
 	}
-	servers, err := startDevZone(f, dir, rek, token, logger)
+	zones, err := startDevZones(f, dir, rek, token, logger)
 	defer func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		for i := len(servers) - 1; i >= 0; i-- {
-			servers[i].Shutdown(sctx)
+		if hclog.LevelFromString(f.logLevel) >= hclog.Error {
+			// Nodes going away one by one is no news: a leader that still
+			// runs logs errors for each follower it can no longer reach.
+			logger.SetLevel(hclog.Off)
+		}
+		if err := stopDevZones(zones); err != nil {
+			fmt.Fprintln(os.Stderr, "stopping:", err)
 		}
 	}()
 	if err != nil {
 		return err
 	}
-	addr := servers[0].APIAddress()
-	if f.envFile != "" {
-		env := fmt.Sprintf("KEYZONE_ADDR=%s\nKEYZONE_TOKEN=%s\nKEYZONE_ADDR_%s=%s\n", addr, token, envZone(f.zone), addr)
-		if err := os.MkdirAll(filepath.Dir(f.envFile), 0o700); err != nil {
-			return err
+	if err := waitDevReady(ctx, zones, f.zones*f.nodes); err != nil {
+		if ctx.Err() != nil && parent.Err() == nil {
+			fmt.Println("\nstopping")
+			return nil // Ctrl-C while starting
 		}
-		if err := os.WriteFile(f.envFile, []byte(env), 0o600); err != nil {
-			return fmt.Errorf("write env file: %w", err)
+		return err
+	}
+	env := devEnv(zones, token)
+	if f.envFile != "" {
+		if err := writeEnvFile(f.envFile, env); err != nil {
+			return err
 		}
 		defer os.Remove(f.envFile)
 	}
-	if err := waitDevLeader(ctx, servers); err != nil {
-		return err
+	plural := func(n int, what string) string {
+		if n == 1 {
+			return "1 " + what
+		}
+		return fmt.Sprintf("%d %ss", n, what)
 	}
-	fmt.Printf("Keyzone dev zone %q is up with %d nodes.\n", f.zone, len(servers))
-	for _, s := range servers {
-		fmt.Printf("  node %-8s %s\n", s.Node().ID(), s.APIAddress())
+	fmt.Printf("Keyzone dev is up: %s of %s, one gossip pool, on 127.0.0.1.\n", plural(len(zones), "zone"), plural(f.nodes, "node"))
+	for _, z := range zones {
+		fmt.Printf("\n  %s\n", z.name)
+		for _, s := range z.servers {
+			fmt.Printf("    node %-4s %s\n", s.Node().ID(), s.APIAddress())
+		}
 	}
-	fmt.Printf("\n  export KEYZONE_ADDR=%s\n  export KEYZONE_TOKEN=%s\n", addr, token)
+	fmt.Println()
+	for _, kv := range env {
+		fmt.Printf("  export %s\n", kv)
+	}
 	if f.envFile != "" {
-		fmt.Printf("\n(also written to %s)\n", f.envFile)
+		fmt.Printf("\n(also written to %s: set -a; . %s; set +a)\n", f.envFile, f.envFile)
 	}
-	fmt.Println("\nPress Ctrl-C to stop; all data is discarded.")
-	waitForSignal(ctx)
+	if f.dataDir != "" {
+		fmt.Printf("\nPress Ctrl-C to stop; the data stays in %s.\n", f.dataDir)
+	} else {
+		fmt.Println("\nPress Ctrl-C to stop; all data is discarded.")
+	}
+	<-ctx.Done()
 	fmt.Println("\nstopping")
 	return nil
 }
@@ -131,60 +210,173 @@ func devSecrets() (*kzcrypto.REK, string, error) {
 	return rek, "kz_dev_" + hex.EncodeToString(tok), nil
 }
 
-func startDevZone(f devFlags, dir string, rek *kzcrypto.REK, token string, logger hclog.Logger) ([]*server.Server, error) {
-	var servers []*server.Server
+// startDevZones starts every node of every zone without waiting for
+// leaders: all share the root key, the token and one gossip pool, which
+// every node joins through zone-a's first node; each zone bootstraps
+// itself once its nodes see each other. What it started is returned also
+// on error, for stopDevZones.
+func startDevZones(f devFlags, dir string, rek *kzcrypto.REK, token string, logger hclog.Logger) ([]*devZone, error) {
+	var zones []*devZone
 	var join []string
-	for i := 1; i <= f.nodes; i++ {
-		id := fmt.Sprintf("node%d", i)
-		apiBind := "127.0.0.1:0"
-		if f.apiPort != 0 {
-			apiBind = net.JoinHostPort("127.0.0.1", strconv.Itoa(f.apiPort+i-1))
-		}
-		cc := cluster.DefaultConfig()
-		cc.NodeID, cc.Zone = id, f.zone
-		cc.DataDir = filepath.Join(dir, id)
-		cc.RaftBind, cc.GossipBind = "127.0.0.1:0", "127.0.0.1:0"
-		cc.GossipProfile = "local"
-		cc.Join = join
-		cc.BootstrapExpect = f.nodes
-		s, err := server.Start(server.Config{
-			Cluster:   cc,
-			Keys:      keys.Config{REK: rek},
-			APIBind:   apiBind,
-			RootToken: token,
-			Logger:    logger.Named(id),
-		})
-		if err != nil {
-			return servers, fmt.Errorf("start %s: %w", id, err)
-		}
-		servers = append(servers, s)
-		join = []string{s.Node().GossipAddress()}
-	}
-	return servers, nil
-}
-
-func waitDevLeader(ctx context.Context, servers []*server.Server) error {
-	if ctx == nil {
-		ctx = context.Background()
-	}
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	for {
-		ready := 0
-		for _, s := range servers {
-			if s.Node().Health(ctx).Ready {
-				ready++
+	for zi := range f.zones {
+		z := &devZone{name: devZoneName(zi)}
+		zones = append(zones, z)
+		for ni := range f.nodes {
+			id := fmt.Sprintf("%c%d", 'a'+zi, ni+1)
+			apiBind := "127.0.0.1:0"
+			if f.apiPort != 0 {
+				apiBind = net.JoinHostPort("127.0.0.1", strconv.Itoa(f.apiPort+zi*devZoneStride+ni))
+			}
+			cc := cluster.DefaultConfig()
+			cc.NodeID, cc.Zone = id, z.name
+			cc.DataDir = filepath.Join(dir, z.name, id)
+			cc.RaftBind, cc.GossipBind = "127.0.0.1:0", "127.0.0.1:0"
+			cc.GossipProfile = "local"
+			cc.Join = join
+			cc.BootstrapExpect = f.nodes
+			s, err := server.Start(server.Config{
+				Cluster:   cc,
+				Keys:      keys.Config{REK: rek},
+				APIBind:   apiBind,
+				RootToken: token,
+				Logger:    logger.Named(id),
+			})
+			if err != nil {
+				return zones, fmt.Errorf("start %s of %s: %w", id, z.name, err)
+			}
+			z.servers = append(z.servers, s)
+			if join == nil {
+				join = []string{s.Node().GossipAddress()}
 			}
 		}
-		if ready == len(servers) {
+	}
+	return zones, nil
+}
+
+// stopDevZones shuts every node down, all at once.
+func stopDevZones(zones []*devZone) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		errs []error
+	)
+	for _, z := range zones {
+		for _, s := range z.servers {
+			wg.Go(func() {
+				if err := s.Shutdown(ctx); err != nil {
+					mu.Lock()
+					errs = append(errs, fmt.Errorf("%s: %w", s.Node().ID(), err))
+					mu.Unlock()
+				}
+			})
+		}
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// waitDevReady waits until every node is ready (knows a leader of its
+// zone), sees all total nodes of the pool, and its zone's leader pulls
+// from every other zone.
+func waitDevReady(ctx context.Context, zones []*devZone, total int) error {
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	var names []string
+	for _, z := range zones {
+		names = append(names, z.name)
+	}
+	// A leader starts pulling from the zones its pool shows when it is
+	// elected, and from those that appear later on its next scan. So once
+	// every node sees every zone, a leader elected before that may still
+	// need up to a scan interval to pull from all of them.
+	var pullersBy time.Time
+	for {
+		complete, leaders := true, false
+		for _, z := range zones {
+			for _, s := range z.servers {
+				if !devSeesAll(s, names, total) {
+					complete = false
+				}
+				if s.Node().IsLeader() {
+					leaders = true
+				}
+			}
+		}
+		if complete && pullersBy.IsZero() {
+			pullersBy = time.Now()
+			if leaders {
+				pullersBy = pullersBy.Add(devPullerScan + 100*time.Millisecond)
+			}
+		}
+		if !complete {
+			pullersBy = time.Time{} // a node dropped out: start over
+		}
+		ready := complete && !time.Now().Before(pullersBy)
+		for _, z := range zones {
+			for _, s := range z.servers {
+				if ready && !s.Node().Health(ctx).Ready {
+					ready = false
+				}
+			}
+		}
+		if ready {
 			return nil
 		}
 		select {
 		case <-ctx.Done():
-			return errors.New("the dev zone did not elect a leader within 30s")
-		case <-time.After(100 * time.Millisecond):
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				return errors.New("the dev zones did not all elect a leader and see each other within 60s")
+			}
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+func devSeesAll(s *server.Server, zones []string, total int) bool {
+	members := s.Node().Members()
+	if len(members) != total {
+		return false
+	}
+	var seen []string
+	for _, m := range members {
+		if !slices.Contains(seen, m.Zone) {
+			seen = append(seen, m.Zone)
+		}
+	}
+	return len(seen) == len(zones)
+}
+
+// devEnv returns the KEY=value lines of the env file: KEYZONE_ADDR (zone-a),
+// KEYZONE_TOKEN, then KEYZONE_ADDR_<ZONE> per zone.
+func devEnv(zones []*devZone, token string) []string {
+	env := []string{
+		"KEYZONE_ADDR=" + zones[0].servers[0].APIAddress(),
+		"KEYZONE_TOKEN=" + token,
+	}
+	for _, z := range zones {
+		env = append(env, fmt.Sprintf("KEYZONE_ADDR_%s=%s", envZone(z.name), z.servers[0].APIAddress()))
+	}
+	return env
+}
+
+// writeEnvFile writes the lines at once (through a rename), so that a
+// script waiting for the file never reads half of it.
+func writeEnvFile(path string, env []string) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return fmt.Errorf("write env file: %w", err)
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(strings.Join(env, "\n")+"\n"), 0o600); err != nil {
+		return fmt.Errorf("write env file: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("write env file: %w", err)
+	}
+	return nil
 }
 
 func envZone(zone string) string {

@@ -77,6 +77,7 @@ func wireZones(zs []cluster.ZoneStatus) wire.ZonesResponse {
 		w.Zones = append(w.Zones, wire.ZoneStatus{
 			Name: z.Name, Local: z.Local, Nodes: nodes,
 			ChangeSeq: z.ChangeSeq, Applied: z.Applied, Acked: z.Acked, LagEntries: z.LagEntries,
+			LagSeconds: z.LagSeconds,
 		})
 	}
 	return w

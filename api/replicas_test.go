@@ -258,7 +258,7 @@ func TestAPI_Zones(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Every field is present, zeros included; nodes is [] when empty.
-	want := []string{"acked", "applied", "change_seq", "lag_entries", "local", "name", "nodes"}
+	want := []string{"acked", "applied", "change_seq", "lag_entries", "lag_seconds", "local", "name", "nodes"}
 	for i, z := range raw.Zones {
 		if got := slices.Sorted(maps.Keys(z)); !slices.Equal(got, want) {
 			t.Errorf("zone %d fields: got %v, want %v", i, got, want)

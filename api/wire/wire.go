@@ -227,6 +227,9 @@ type ZoneStatus struct {
 	Applied    uint64     `json:"applied"`
 	Acked      uint64     `json:"acked"`
 	LagEntries uint64     `json:"lag_entries"`
+	// LagSeconds is the age of the oldest change of the answering zone
+	// that this zone has not acknowledged (0 when none).
+	LagSeconds float64 `json:"lag_seconds"`
 }
 
 // ZonesResponse is the answer of GET /v1/zones: the local zone first,

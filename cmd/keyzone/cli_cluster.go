@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"time"
 
 	"github.com/spf13/cobra"
 )
@@ -68,19 +69,20 @@ func newZoneCommand(g *cliGlobal) *cobra.Command {
 				return err
 			}
 			return g.render(cmd, zs, func(w io.Writer) {
-				fmt.Fprintln(w, "ZONE\tLOCAL\tNODES\tCHANGE SEQ\tAPPLIED\tACKED\tLAG")
+				fmt.Fprintln(w, "ZONE\tLOCAL\tNODES\tCHANGE SEQ\tAPPLIED\tACKED\tLAG\tLAG AGE")
 				for _, z := range zs.Zones {
 					// The change-log head belongs to the local zone; the
 					// replication progress to the others.
-					local, seq, applied, acked, lag := "", "-", "-", "-", "-"
+					local, seq, applied, acked, lag, age := "", "-", "-", "-", "-", "-"
 					if z.Local {
 						local, seq = "*", strconv.FormatUint(z.ChangeSeq, 10)
 					} else {
 						applied = strconv.FormatUint(z.Applied, 10)
 						acked = strconv.FormatUint(z.Acked, 10)
 						lag = strconv.FormatUint(z.LagEntries, 10)
+						age = (time.Duration(z.LagSeconds * float64(time.Second))).Round(time.Millisecond).String()
 					}
-					fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%s\t%s\t%s\n", z.Name, local, len(z.Nodes), seq, applied, acked, lag)
+					fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", z.Name, local, len(z.Nodes), seq, applied, acked, lag, age)
 				}
 			})
 		},

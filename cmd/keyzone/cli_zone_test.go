@@ -163,10 +163,10 @@ func TestCLI_ZoneStatus(t *testing.T) {
 	out := string(e.mustRun(t, nil, "zone", "status"))
 	lines := strings.Split(strings.TrimRight(out, "\n"), "\n")
 	want := []string{
-		"ZONE LOCAL NODES CHANGE SEQ APPLIED ACKED LAG",
-		"zone-a * 3 12 - - -",
-		"zone-b 2 - 7 10 2",
-		"zone-c 0 - 0 0 12",
+		"ZONE LOCAL NODES CHANGE SEQ APPLIED ACKED LAG LAG AGE",
+		"zone-a * 3 12 - - - -",
+		"zone-b 2 - 7 10 2 0s",
+		"zone-c 0 - 0 0 12 0s",
 	}
 	if len(lines) != len(want) {
 		t.Fatalf("zone status: got %d lines, want %d:\n%s", len(lines), len(want), out)
@@ -190,7 +190,7 @@ func TestCLI_ZoneStatus(t *testing.T) {
 	}
 
 	e.cluster.ZonesResult = nil
-	if out := strings.TrimSpace(string(e.mustRun(t, nil, "zone", "status"))); out != "ZONE  LOCAL  NODES  CHANGE SEQ  APPLIED  ACKED  LAG" {
+	if out := strings.TrimSpace(string(e.mustRun(t, nil, "zone", "status"))); out != "ZONE  LOCAL  NODES  CHANGE SEQ  APPLIED  ACKED  LAG  LAG AGE" {
 		t.Errorf("no zones: got %q", out)
 	}
 	if _, err := e.run(t, nil, "zone", "status", "extra"); err == nil {

@@ -2,7 +2,6 @@ package test
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
@@ -19,17 +18,11 @@ import (
 	"github.com/keyzone/keyzone/test/clustertest"
 )
 
-// replicatedDigest is what must agree between a primary key and its
-// replicas: everything but the zone-local revision and replica sequence.
+// replicatedDigest is what `keyzone cluster verify` compares between a
+// primary key and its replicas.
 func replicatedDigest(t *testing.T, k *fsm.Key) string {
 	t.Helper()
-	c := *k
-	c.Revision, c.ReplicaSeq = 0, 0
-	b, err := json.Marshal(c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
+	return fsm.ReplicatedDigest(k)
 }
 
 // waitConverged waits until every running node of every replica zone

@@ -516,6 +516,9 @@ func applyPurgeKey(s *state, index uint64, p *PurgeKeyV1) Result {
 
 	s.removeKey(k)
 	t := Tombstone{ID: k.ID, Organization: k.Organization, PurgedAt: p.Now}
+	if s.multiZonePrimary(k) {
+		t.PrimaryZone, t.PrimaryEpoch = k.PrimaryZone, k.PrimaryEpoch
+	}
 	s.tombstones[k.ID] = t
 	if s.multiZonePrimary(k) {
 		s.logTombstone(t)

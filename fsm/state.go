@@ -137,6 +137,10 @@ type Tombstone struct {
 	ID           string `json:"id"`
 	Organization string `json:"organization"`
 	PurgedAt     int64  `json:"purged_at"`
+	// PrimaryZone and PrimaryEpoch are the key's at its purge, so that a
+	// purge and a key state from other zones are ordered like key states.
+	PrimaryZone  string `json:"primary_zone,omitempty"`
+	PrimaryEpoch uint64 `json:"primary_epoch,omitempty"`
 }
 
 // IdempotencyRecord remembers the outcome of a create or rotate proposed

@@ -147,6 +147,17 @@ func applySetReplicaZones(s *state, index uint64, p *SetReplicaZonesV1) Result {
 	c := k.clone()
 	c.ReplicaZones = nonNil(slices.Clone(p.ReplicaZones))
 	internAll(c.ReplicaZones)
+	if c.PendingVersion != 0 {
+		// A zone that joins while a version is pending must hold it
+		// before it encrypts: it waits for the entry about to be logged.
+		for _, z := range c.ReplicaZones {
+			if !slices.Contains(k.ReplicaZones, z) {
+				c.PendingZones = append(c.PendingZones, z)
+				c.PendingSeq = s.changeSeq + 1
+			}
+		}
+		slices.Sort(c.PendingZones)
+	}
 	s.settlePending(c)
 	res := s.commit(c, index, p.Now)
 	if had && len(c.ReplicaZones) == 0 {
@@ -215,76 +226,124 @@ func applyChanges(s *state, index uint64, p *ApplyChangesV1) Result {
 		last = e.Seq
 	}
 	for _, e := range p.Entries {
-		local, exists := s.keys[e.KeyID]
-		if exists && !s.accepts(local, e, p.SourceZone) {
-			continue
-		}
-		switch {
-		case e.Tombstone != nil:
-			if exists {
-				s.removeKey(local)
-			}
-			if _, dead := s.tombstones[e.KeyID]; !dead {
-				t := *e.Tombstone
-				t.Organization = intern(t.Organization)
-				s.tombstones[e.KeyID] = t
-			}
-		case e.Key.PrimaryZone == s.zone:
-			// The key was handed over to this zone: it is a primary
-			// here now, and its state goes to this zone's own log so
-			// that the other zones follow this zone from here on.
-			if _, dead := s.tombstones[e.KeyID]; dead {
-				continue
-			}
-			c := e.Key.clone()
-			internKey(c)
-			c.ReplicaSeq = 0
-			if !exists {
-				s.indexKey(c)
-			}
-			s.keys[c.ID] = c
-			s.logChange(c)
-		case slices.Contains(e.Key.ReplicaZones, s.zone):
-			if _, dead := s.tombstones[e.KeyID]; dead {
-				continue
-			}
-			// The replica keeps the primary's revision, so that an
-			// If-Match read in any zone holds in the primary zone.
-			c := e.Key.clone()
-			internKey(c)
-			c.ReplicaSeq = e.Seq
-			if !exists {
-				s.indexKey(c)
-			}
-			s.keys[c.ID] = c
-		case exists:
-			s.removeKey(local) // this zone left the key's replica set
-		}
+		s.applyEntry(index, e, p.SourceZone)
 	}
 	prog.Zone, prog.Applied = intern(p.SourceZone), p.Upto
 	s.replication[prog.Zone] = prog
 	return Result{}
 }
 
-// accepts decides whether an entry of source's change log may replace the
-// copy of a key this zone holds. A higher primary epoch always wins (a
-// primary that was taken over while away becomes a replica again); at an
-// equal epoch only the copy's own primary zone changes it, so a primary
-// is never overwritten by a replica's stale announcement.
-func (s *state) accepts(local *Key, e ChangeEntry, source string) bool {
+// holder is who holds a key's lifecycle, in a change entry or in this
+// zone's copy (a live key or a tombstone).
+type holder struct {
+	epoch   uint64
+	primary string
+}
+
+func entryHolder(e ChangeEntry) holder {
 	if e.Tombstone != nil {
-		return local.IsReplicaIn(s.zone) && local.PrimaryZone == source
+		return holder{e.Tombstone.PrimaryEpoch, e.Tombstone.PrimaryZone}
+	}
+	return holder{e.Key.PrimaryEpoch, e.Key.PrimaryZone}
+}
+
+// localHolder returns the holder of this zone's copy of key id, if any.
+func (s *state) localHolder(id string) (holder, bool) {
+	if k, ok := s.keys[id]; ok {
+		return holder{k.PrimaryEpoch, k.PrimaryZone}, true
+	}
+	if t, ok := s.tombstones[id]; ok {
+		return holder{t.PrimaryEpoch, t.PrimaryZone}, true
+	}
+	return holder{}, false
+}
+
+// accepts decides whether an entry of source's change log may replace
+// this zone's copy of the key (live or tombstone). A higher primary epoch
+// wins: a primary taken over while away becomes a replica again, and its
+// changes of that time (a purge included) are undone. At an equal epoch
+// only the copy's own primary zone changes it, and never the primary
+// itself; two takeovers at the same epoch (each by force, each while the
+// other was away) are settled the same way everywhere: the smaller zone
+// name wins. A key this zone holds nothing of is taken only from its
+// primary zone's log (or handed over to this zone), never from a stale
+// entry of a zone that is no longer its primary.
+func (s *state) accepts(e ChangeEntry, source string) bool {
+	in := entryHolder(e)
+	cur, ok := s.localHolder(e.KeyID)
+	switch {
+	case !ok:
+		return in.primary == source || in.primary == s.zone
+	case in.epoch != cur.epoch:
+		return in.epoch > cur.epoch
+	case in.primary != cur.primary:
+		return in.primary < cur.primary
+	}
+	return cur.primary == source && cur.primary != s.zone
+}
+
+// applyEntry applies one accepted entry of source's change log.
+func (s *state) applyEntry(index uint64, e ChangeEntry, source string) {
+	if !s.accepts(e, source) {
+		if k, ok := s.keys[e.KeyID]; ok && !k.IsReplicaIn(s.zone) && entryHolder(e).epoch < k.PrimaryEpoch {
+			// A zone that has not learnt this zone took the key over
+			// announces older state: log ours again so it learns.
+			s.logChange(k)
+		}
+		return
+	}
+	local, exists := s.keys[e.KeyID]
+	if exists && !local.IsReplicaIn(s.zone) {
+		// Demoted: this zone no longer holds the key's lifecycle.
+		s.dropChange(e.KeyID)
+		delete(s.pending, e.KeyID)
 	}
 	switch {
-	case e.Key.PrimaryEpoch > local.PrimaryEpoch:
-		if !local.IsReplicaIn(s.zone) {
-			delete(s.pending, local.ID)
+	case e.Tombstone != nil:
+		if exists {
+			s.removeKey(local)
 		}
-		return true
-	case e.Key.PrimaryEpoch < local.PrimaryEpoch:
-		return false
+		t := *e.Tombstone
+		t.Organization = intern(t.Organization)
+		t.PrimaryZone = intern(t.PrimaryZone)
+		s.tombstones[e.KeyID] = t
+	case e.Key.PrimaryZone == s.zone:
+		// The key was handed over to this zone: it is a primary here
+		// now, with a revision of this zone's log, and its state goes to
+		// this zone's own log so that the other zones follow it.
+		c := s.storeCopy(e, exists)
+		c.ReplicaSeq = 0
+		c.Revision = index
+		s.logChange(c)
+	case slices.Contains(e.Key.ReplicaZones, s.zone):
+		// The replica keeps the primary's revision, so that an If-Match
+		// read in any zone holds in the primary zone.
+		c := s.storeCopy(e, exists)
+		c.ReplicaSeq = e.Seq
+	case exists:
+		s.removeKey(local) // this zone left the key's replica set
 	}
-	return local.IsReplicaIn(s.zone) && local.PrimaryZone == source
+}
+
+// storeCopy stores a copy of e's key as this zone's, reviving it if a
+// lower-epoch tombstone stood in its place.
+func (s *state) storeCopy(e ChangeEntry, exists bool) *Key {
+	c := e.Key.clone()
+	internKey(c)
+	delete(s.tombstones, c.ID)
+	if !exists {
+		s.indexKey(c)
+	}
+	s.keys[c.ID] = c
+	return c
+}
+
+// dropChange removes a key's entry from this zone's change log.
+func (s *state) dropChange(id string) {
+	if old, ok := s.changes[id]; ok {
+		s.bySeq.Delete(seqEntry{seq: old.Seq})
+		delete(s.changes, id)
+	}
 }
 
 // applyUpdatePrimary moves a key's primary zone (see UpdatePrimaryV1).

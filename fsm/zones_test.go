@@ -3,6 +3,7 @@ package fsm
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"slices"
 	"testing"
 )
@@ -349,3 +350,115 @@ func mustKey(t *testing.T, f *FSM, id string) *Key {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// The cases below are the orderings a review found to diverge: each pair
+// of zones must end up agreeing, whatever entry arrives first.
+
+func TestFSM_TombstoneBeforeHandOver(t *testing.T) {
+	a, b, c := newZoneFSM(t, "zone-1"), newZoneFSM(t, "zone-2"), newZoneFSM(t, "zone-3")
+	mustApply(t, a, CmdCreateKey, withReplicas(createKey("k1", orgA), "zone-2", "zone-3"))
+	pull(t, a, b)
+	pull(t, a, c)
+	mustApply(t, a, CmdUpdatePrimary, UpdatePrimaryV1{KeyRefV1: ref("k1", orgA, t0), NewPrimary: "zone-2", Force: true})
+	pull(t, a, b)
+	mustApply(t, b, CmdScheduleDeletion, scheduleDeletion("k1", orgA, t0, t0+day))
+	mustApply(t, b, CmdPurgeKey, PurgeKeyV1{KeyID: "k1", Now: t0 + day})
+	pull(t, b, c) // the tombstone first,
+	pull(t, a, c) // then the old primary's hand-over entry
+	if _, ok := c.Key("k1"); ok || !c.IsTombstoned("k1") {
+		t.Fatal("the hand-over entry revived a key its new primary purged")
+	}
+}
+
+func TestFSM_ZombieFromOldPrimaryLog(t *testing.T) {
+	a, b, c := newZoneFSM(t, "zone-1"), newZoneFSM(t, "zone-2"), newZoneFSM(t, "zone-3")
+	mustApply(t, a, CmdCreateKey, withReplicas(createKey("k1", orgA), "zone-2", "zone-3"))
+	pull(t, a, b)
+	pull(t, a, c)
+	mustApply(t, a, CmdUpdatePrimary, UpdatePrimaryV1{KeyRefV1: ref("k1", orgA, t0), NewPrimary: "zone-2", Force: true})
+	pull(t, a, b)
+	mustApply(t, b, CmdSetReplicaZones, SetReplicaZonesV1{KeyRefV1: ref("k1", orgA, t0), ReplicaZones: []string{"zone-1"}})
+	pull(t, b, c) // zone-3 leaves the replica set,
+	pull(t, a, c) // then sees the old primary's stale hand-over entry
+	if _, ok := c.Key("k1"); ok {
+		t.Fatal("a stale entry of the old primary brought back a replica that was removed")
+	}
+}
+
+func TestFSM_ForcedTakeoverUndoesOldPrimaryPurge(t *testing.T) {
+	a, b, c := newZoneFSM(t, "zone-1"), newZoneFSM(t, "zone-2"), newZoneFSM(t, "zone-3")
+	mustApply(t, a, CmdCreateKey, withReplicas(createKey("k1", orgA), "zone-2", "zone-3"))
+	mustApply(t, a, CmdScheduleDeletion, scheduleDeletion("k1", orgA, t0, t0+day))
+	pull(t, a, b)
+	pull(t, a, c)
+	mustApply(t, b, CmdUpdatePrimary, UpdatePrimaryV1{KeyRefV1: ref("k1", orgA, t0), NewPrimary: "zone-2", Force: true})
+	mustApply(t, b, CmdCancelDeletion, ref("k1", orgA, t0))
+	mustApply(t, a, CmdPurgeKey, PurgeKeyV1{KeyID: "k1", Now: t0 + day}) // zone-1, cut off, purges
+	for round := 0; round < 3; round++ {
+		for _, src := range []*FSM{a, b, c} {
+			for _, dst := range []*FSM{a, b, c} {
+				if src != dst {
+					pull(t, src, dst)
+				}
+			}
+		}
+	}
+	want := mustKey(t, b, "k1")
+	for _, f := range []*FSM{a, c} {
+		k, ok := f.Key("k1")
+		if !ok || replicatedView(t, k) != replicatedView(t, want) {
+			t.Errorf("%s: live=%v; want the takeover's state (the old primary's purge undone)", f.Zone(), ok)
+		}
+	}
+}
+
+func TestFSM_TwoTakeoversSettle(t *testing.T) {
+	a, b, c := newZoneFSM(t, "zone-1"), newZoneFSM(t, "zone-2"), newZoneFSM(t, "zone-3")
+	mustApply(t, a, CmdCreateKey, withReplicas(createKey("k1", orgA), "zone-2", "zone-3"))
+	pull(t, a, b)
+	pull(t, a, c)
+	mustApply(t, b, CmdUpdatePrimary, UpdatePrimaryV1{KeyRefV1: ref("k1", orgA, t0), NewPrimary: "zone-2", Force: true})
+	mustApply(t, c, CmdUpdatePrimary, UpdatePrimaryV1{KeyRefV1: ref("k1", orgA, t0), NewPrimary: "zone-3", Force: true})
+	for round := 0; round < 3; round++ {
+		for _, src := range []*FSM{c, b, a} {
+			for _, dst := range []*FSM{a, b, c} {
+				if src != dst {
+					pull(t, src, dst)
+				}
+			}
+		}
+	}
+	for _, f := range []*FSM{a, b, c} {
+		if k := mustKey(t, f, "k1"); k.PrimaryZone != "zone-2" {
+			t.Errorf("%s says the primary is %s, want zone-2 (the smaller name at equal epochs)", f.Zone(), k.PrimaryZone)
+		}
+	}
+}
+
+func TestFSM_ReplicaAddedWhilePendingIsWaitedFor(t *testing.T) {
+	a := newZoneFSM(t, "zone-1")
+	mustApply(t, a, CmdCreateKey, withReplicas(createKey("k1", orgA), "zone-2"))
+	mustApply(t, a, CmdRotateKey, rotate("k1", orgA, 2, t0))
+	k := mustApply(t, a, CmdSetReplicaZones, SetReplicaZonesV1{KeyRefV1: ref("k1", orgA, t0), ReplicaZones: []string{"zone-2", "zone-3"}})
+	if !slices.Equal(k.PendingZones, []string{"zone-2", "zone-3"}) {
+		t.Fatalf("pending zones %v after adding zone-3, want [zone-2 zone-3]", k.PendingZones)
+	}
+	apply(t, a, CmdReplicaAck, ReplicaAckV1{Zone: "zone-2", Seq: a.ChangeSeq(), Now: t0})
+	if k := mustKey(t, a, "k1"); k.CurrentVersion != 1 {
+		t.Fatal("version 2 encrypts before zone-3, a replica zone, holds it")
+	}
+}
+
+func TestFSM_HandedOverKeyTakesTheNewPrimarysRevision(t *testing.T) {
+	a, b := newZoneFSM(t, "zone-1"), newZoneFSM(t, "zone-2")
+	for i := 0; i < 20; i++ {
+		mustApply(t, a, CmdCreateKey, createKey(fmt.Sprintf("x%d", i), orgA))
+	}
+	mustApply(t, a, CmdCreateKey, withReplicas(createKey("k1", orgA), "zone-2"))
+	pull(t, a, b)
+	mustApply(t, a, CmdUpdatePrimary, UpdatePrimaryV1{KeyRefV1: ref("k1", orgA, t0), NewPrimary: "zone-2"})
+	pull(t, a, b)
+	if k := mustKey(t, b, "k1"); k.Revision > b.AppliedIndex() {
+		t.Fatalf("the new primary holds revision %d, beyond its own log (%d)", k.Revision, b.AppliedIndex())
+	}
+}

@@ -6,9 +6,10 @@ PKGS     := ./...
 TESTFLAGS ?= -race -count=1 -timeout 15m
 
 .PHONY: help build test test-unit test-cluster chaos fuzz bench dev lint tidy depcheck clean
+.PHONY: image up down e2e
 
 help: ## list the targets
-	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
 build: ## build bin/keyzone (static)
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN) ./cmd/keyzone
@@ -50,3 +51,44 @@ depcheck: ## check that crypto and fsm import no other project package
 
 clean: ## remove build outputs
 	rm -rf bin .dev
+
+# Docker environment (deploy/README.md): three zones of three nodes in containers.
+DOCKER          ?= docker
+COMPOSE         ?= docker-compose
+COMPOSE_PROJECT ?= keyzone
+IMAGE           ?= keyzone:dev
+# First two octets of the compose networks, and the host port prefix (182: a1 on 127.0.0.1:18200).
+KZ_SUBNET       ?= 10.213
+KZ_PORT         ?= 182
+E2E_DIR         := .e2e
+KZ_COMPOSE      = KZ_IMAGE=$(IMAGE) KZ_SUBNET=$(KZ_SUBNET) KZ_PORT=$(KZ_PORT) KZ_SECRETS=./$(E2E_DIR) $(COMPOSE) -p $(COMPOSE_PROJECT)
+
+image: build ## build bin/keyzone (static) and the FROM-scratch image (IMAGE=keyzone:dev)
+	$(DOCKER) build -t $(IMAGE) .
+
+up: image ## start three zones of three nodes in docker, wait healthy, write .e2e/env
+	@mkdir -p $(E2E_DIR) && chmod 700 $(E2E_DIR)
+	@[ -s $(E2E_DIR)/rek.b64 ] || (umask 077 && head -c32 /dev/urandom | base64 > $(E2E_DIR)/rek.b64 && echo "new root key in $(E2E_DIR)/rek.b64")
+	@[ -s $(E2E_DIR)/token ] || (umask 077 && head -c24 /dev/urandom | base64 | tr '+/' '-_' > $(E2E_DIR)/token && echo "new root token in $(E2E_DIR)/token")
+	$(KZ_COMPOSE) up -d
+	@echo "waiting for the nine nodes to be healthy..."
+	@deploy/wait-healthy.sh 180 $$($(KZ_COMPOSE) ps -q)
+	@umask 077 && { \
+	  echo "KEYZONE_ADDR=http://127.0.0.1:$(KZ_PORT)00"; \
+	  echo "KEYZONE_TOKEN=$$(cat $(E2E_DIR)/token)"; \
+	  echo "KEYZONE_ADDR_ZONE_A=http://127.0.0.1:$(KZ_PORT)00"; \
+	  echo "KEYZONE_ADDR_ZONE_B=http://127.0.0.1:$(KZ_PORT)10"; \
+	  echo "KEYZONE_ADDR_ZONE_C=http://127.0.0.1:$(KZ_PORT)20"; \
+	} > $(E2E_DIR)/env
+	@echo "every node is healthy:"
+	@echo "  zone-a  http://127.0.0.1:$(KZ_PORT)00  (a1; a2, a3 on $(KZ_PORT)01, $(KZ_PORT)02)"
+	@echo "  zone-b  http://127.0.0.1:$(KZ_PORT)10  (b1; b2, b3 on $(KZ_PORT)11, $(KZ_PORT)12)"
+	@echo "  zone-c  http://127.0.0.1:$(KZ_PORT)20  (c1; c2, c3 on $(KZ_PORT)21, $(KZ_PORT)22)"
+	@echo "  token   $$(cat $(E2E_DIR)/token)"
+	@echo "set -a; . ./$(E2E_DIR)/env; set +a   # then ./bin/keyzone zone status"
+
+down: ## stop the docker environment and remove its containers, networks and volumes
+	$(KZ_COMPOSE) down -v --remove-orphans
+
+e2e: image ## end-to-end test against nine containers (its own compose project, removed after)
+	KZ_IMAGE=$(IMAGE) KZ_COMPOSE="$(COMPOSE)" $(GO) test -tags e2e ./test/e2e/ -v -count=1 -timeout 30m

@@ -460,6 +460,14 @@ func (s *Service) UpdatePrimary(ctx context.Context, p UpdatePrimaryParams) (*fs
 	if err := validateZoneName(p.Zone); err != nil {
 		return nil, err
 	}
+	if k, ok := s.fsm.Key(p.KeyID); ok && p.Force && p.Zone == s.cfg.Zone && k.IsReplicaIn(s.cfg.Zone) &&
+		s.cfg.KnownZones != nil && slices.Contains(s.cfg.KnownZones(), k.PrimaryZone) {
+		// A takeover is for a primary zone that is gone. While it is in
+		// the pool, the request goes to it (the API forwards on this
+		// error) and it hands the key over itself, so no change it made
+		// is lost behind its back.
+		return nil, &fsm.NotPrimaryError{KeyID: k.ID, PrimaryZone: k.PrimaryZone}
+	}
 	return s.lifecycle(ctx, "update primary of", fsm.CmdUpdatePrimary,
 		fsm.UpdatePrimaryV1{KeyRefV1: s.ref(p.KeyRef, s.now()), NewPrimary: p.Zone, Force: p.Force})
 }

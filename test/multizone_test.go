@@ -475,6 +475,16 @@ func TestMultiZone_UpdatePrimary(t *testing.T) {
 	b.Shutdown()
 	_, err = zoneClient(t, c, 0).DisableKey(ctx, k.ID)
 	wantAPIError(t, err, 409, "not_primary")
+	// A takeover is for a zone gone from the pool: wait until zone-c
+	// no longer sees zone-b.
+	clustertest.WaitFor(t, 20*time.Second, "zone-b to leave zone-c's view", func() bool {
+		for _, m := range c.Nodes[0].Server().Node().Members() {
+			if m.Zone == "zone-b" {
+				return false
+			}
+		}
+		return true
+	})
 	taken, err := zoneClient(t, c, 0).UpdatePrimary(ctx, k.ID, "zone-c", true)
 	if err != nil {
 		t.Fatalf("forced takeover by zone-c: %v", err)

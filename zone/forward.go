@@ -2,6 +2,7 @@ package zone
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -88,8 +89,10 @@ func (f *Forwarder) Forward(w http.ResponseWriter, r *http.Request, zone string,
 
 func (f *Forwarder) send(r *http.Request, p Peer, body []byte) (*http.Response, error) {
 	url := strings.TrimRight(p.APIAddress, "/") + r.URL.RequestURI()
-	req, err := http.NewRequestWithContext(r.Context(), r.Method, url, bytes.NewReader(body))
+	ctx, cancel := context.WithTimeout(r.Context(), f.timeout)
+	req, err := http.NewRequestWithContext(ctx, r.Method, url, bytes.NewReader(body))
 	if err != nil {
+		cancel()
 		return nil, err
 	}
 	for _, h := range forwardedRequestHeaders {
@@ -97,7 +100,25 @@ func (f *Forwarder) send(r *http.Request, p Peer, body []byte) (*http.Response, 
 			req.Header.Set(h, v)
 		}
 	}
-	return f.http.Do(req)
+	resp, err := f.http.Do(req)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	resp.Body = cancelOnClose{resp.Body, cancel}
+	return resp, nil
+}
+
+// cancelOnClose releases a request's timeout once its answer is read.
+type cancelOnClose struct {
+	io.ReadCloser
+	cancel context.CancelFunc
+}
+
+func (c cancelOnClose) Close() error {
+	err := c.ReadCloser.Close()
+	c.cancel()
+	return err
 }
 
 // Close releases idle connections.

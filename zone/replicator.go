@@ -34,9 +34,11 @@ type Directory interface {
 	Peers() []Peer
 }
 
-// Proposer commits commands through this zone's Raft group.
+// Proposer commits commands through this zone's Raft group, and catches
+// the local state up with the zone's leader.
 type Proposer interface {
 	Propose(ctx context.Context, cmd fsm.Command) (fsm.Result, uint64, error)
+	ConsistentRead(ctx context.Context) error
 }
 
 // Config configures replication between zones.
@@ -151,12 +153,22 @@ func (r *Replicator) Handler() http.Handler {
 		}
 		wait = min(wait, r.cfg.PollWait)
 		ctx := req.Context()
+		// A node cut off from its own leader would serve an old log
+		// forever: it serves only once it has caught up with the leader,
+		// and otherwise sends the puller to another node.
+		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		err := r.cfg.Proposer.ConsistentRead(rctx)
+		cancel()
+		if err != nil {
+			http.Error(w, `{"error":{"code":"unavailable","message":"this node is not caught up with its zone's leader"}}`, http.StatusServiceUnavailable)
+			return
+		}
 		if r.cfg.FSM.NeedsAck(from, after) {
 			r.ack(ctx, from, after)
 		}
 		wctx, cancel := context.WithTimeout(ctx, wait)
 		stop := context.AfterFunc(r.closed, cancel)
-		err := r.cfg.FSM.WaitChanges(wctx, after)
+		err = r.cfg.FSM.WaitChanges(wctx, after)
 		stop()
 		cancel()
 		if err != nil && ctx.Err() != nil {

@@ -35,6 +35,7 @@ func newClientCommands(getenv func(string) string) []*cobra.Command {
 		newReEncryptCommand(g),
 		newClusterCommand(g),
 		newZoneCommand(g),
+		newHealthCommand(g),
 	}
 	for _, c := range cmds {
 		f := c.PersistentFlags()

@@ -1,0 +1,270 @@
+//go:build e2e
+
+// Package e2e drives the docker-compose environment of the repository root
+// (nine containers: three zones of three nodes) from Go. Run it with
+// `make e2e`, which builds the image first; it starts and removes its own
+// compose project and never touches `make up`'s.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/keyzone/keyzone/client"
+)
+
+// projectPrefix names every compose project this suite makes; leftovers of
+// a run that could not clean up (killed go test) are removed by the next.
+const projectPrefix = "kze2e"
+
+var (
+	zones     = []string{"zone-a", "zone-b", "zone-c"}
+	zoneNodes = map[string][]string{
+		"zone-a": {"a1", "a2", "a3"},
+		"zone-b": {"b1", "b2", "b3"},
+		"zone-c": {"c1", "c2", "c3"},
+	}
+	// hostPortSuffix is each node's published port after the KZ_PORT prefix.
+	hostPortSuffix = map[string]string{
+		"a1": "00", "a2": "01", "a3": "02",
+		"b1": "10", "b2": "11", "b3": "12",
+		"c1": "20", "c2": "21", "c3": "22",
+	}
+)
+
+func getenv(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+// env is one running compose project.
+type env struct {
+	t       *testing.T
+	project string
+	compose []string // the compose command and its -f argument
+	vars    []string // KZ_* settings of the compose file
+	port    string
+	token   string
+	clients map[string]*client.Client
+	ids     map[string]string // container id by service, cached: each compose call costs a second
+}
+
+func repoRoot(t *testing.T) string {
+	_, file, _, ok := runtime.Caller(0)
+	if !ok {
+		t.Fatal("cannot locate the test's source file")
+	}
+	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
+}
+
+// run runs a command with the compose settings in its environment and
+// returns its combined output.
+func (e *env) run(timeout time.Duration, name string, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Env = append(os.Environ(), e.vars...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	if err != nil {
+		err = fmt.Errorf("%s %s: %w\n%s", name, strings.Join(args, " "), err, out.String())
+	}
+	return out.String(), err
+}
+
+func (e *env) composeRun(timeout time.Duration, args ...string) (string, error) {
+	return e.composeProject(e.project, timeout, args...)
+}
+
+func (e *env) composeProject(project string, timeout time.Duration, args ...string) (string, error) {
+	full := append(append([]string{}, e.compose[1:]...), "-p", project)
+	return e.run(timeout, e.compose[0], append(full, args...)...)
+}
+
+func (e *env) mustCompose(timeout time.Duration, args ...string) string {
+	e.t.Helper()
+	out, err := e.composeRun(timeout, args...)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return out
+}
+
+func (e *env) mustDocker(timeout time.Duration, args ...string) string {
+	e.t.Helper()
+	out, err := e.run(timeout, "docker", args...)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return strings.TrimSpace(out)
+}
+
+// container returns the id of a service's container.
+func (e *env) container(service string) string {
+	e.t.Helper()
+	if id, ok := e.ids[service]; ok {
+		return id
+	}
+	id := strings.TrimSpace(e.mustCompose(time.Minute, "ps", "-q", service))
+	if id == "" {
+		e.t.Fatalf("no container for %s", service)
+	}
+	e.ids[service] = id
+	return id
+}
+
+// startEnv brings a fresh project up and registers its removal.
+func startEnv(t *testing.T) *env {
+	t.Helper()
+	if _, err := exec.LookPath("docker"); err != nil {
+		t.Fatal("no docker client: the e2e suite needs a Docker engine")
+	}
+	root := repoRoot(t)
+	compose := strings.Fields(getenv("KZ_COMPOSE", "docker-compose"))
+	image := getenv("KZ_IMAGE", "keyzone:dev")
+
+	secrets := t.TempDir()
+	rek := make([]byte, 32)
+	tok := make([]byte, 24)
+	suffix := make([]byte, 4)
+	for _, b := range [][]byte{rek, tok, suffix} {
+		if _, err := rand.Read(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	token := base64.RawURLEncoding.EncodeToString(tok)
+	if err := os.WriteFile(filepath.Join(secrets, "rek.b64"), []byte(base64.StdEncoding.EncodeToString(rek)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(secrets, "token"), []byte(token+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	e := &env{
+		t:       t,
+		project: projectPrefix + hex.EncodeToString(suffix),
+		port:    getenv("KZ_E2E_PORT", "183"),
+		token:   token,
+		clients: map[string]*client.Client{},
+		ids:     map[string]string{},
+	}
+	e.compose = append(compose, "-f", filepath.Join(root, "docker-compose.yml"))
+	e.vars = []string{
+		"KZ_IMAGE=" + image,
+		"KZ_SUBNET=" + getenv("KZ_E2E_SUBNET", "10.214"),
+		"KZ_PORT=" + e.port,
+		"KZ_SECRETS=" + secrets,
+	}
+	if _, err := e.run(time.Minute, "docker", "image", "inspect", image); err != nil {
+		t.Fatalf("image %s is missing: run `make image` (or `make e2e`) first\n%v", image, err)
+	}
+	e.removeStale()
+
+	t.Logf("compose project %s (%s)", e.project, strings.Join(e.vars[:3], " "))
+	t.Cleanup(func() {
+		if t.Failed() {
+			if out, err := e.composeRun(2*time.Minute, "logs", "--no-color", "--tail", "40"); err == nil {
+				t.Logf("last logs of every node:\n%s", out)
+			}
+		}
+		if _, err := e.composeRun(5*time.Minute, "down", "-v", "--remove-orphans", "--timeout", "5"); err != nil {
+			t.Errorf("cleanup: %v", err)
+		}
+	})
+	e.mustCompose(5*time.Minute, "up", "-d")
+
+	for node, sfx := range hostPortSuffix {
+		c, err := client.New("http://127.0.0.1:"+e.port+sfx, token, client.WithTimeout(10*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.clients[node] = c
+	}
+	return e
+}
+
+// removeStale removes the projects of earlier runs that could not clean
+// up after themselves (go test killed by its timeout or a signal).
+func (e *env) removeStale() {
+	out, err := e.run(time.Minute, "docker", "ps", "-a", "--filter", "label=com.docker.compose.project",
+		"--format", `{{.Label "com.docker.compose.project"}}`)
+	if err != nil {
+		e.t.Logf("listing stale projects: %v", err)
+		return
+	}
+	seen := map[string]bool{}
+	for _, p := range strings.Fields(out) {
+		if !strings.HasPrefix(p, projectPrefix) || seen[p] {
+			continue
+		}
+		seen[p] = true
+		e.t.Logf("removing stale compose project %s", p)
+		if _, err := e.composeProject(p, 5*time.Minute, "down", "-v", "--remove-orphans", "--timeout", "1"); err != nil {
+			e.t.Logf("removing %s: %v", p, err)
+		}
+	}
+}
+
+// waitHealthy waits until the services' containers report healthy.
+func (e *env) waitHealthy(timeout time.Duration, services ...string) {
+	e.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		var pending []string
+		for _, s := range services {
+			st := e.mustDocker(time.Minute, "inspect", "-f",
+				"{{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{end}}", e.container(s))
+			switch {
+			case st == "running healthy":
+			case strings.HasPrefix(st, "running"):
+				pending = append(pending, s+": "+st)
+			default:
+				e.t.Fatalf("container %s is %s", s, st)
+			}
+		}
+		if len(pending) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("not healthy after %v: %v", timeout, pending)
+		}
+		time.Sleep(time.Second)
+	}
+}
+
+// eventually retries f until it returns nil or the timeout passes.
+func eventually(t *testing.T, timeout time.Duration, what string, f func() error) time.Duration {
+	t.Helper()
+	start := time.Now()
+	var err error
+	for time.Since(start) < timeout {
+		if err = f(); err == nil {
+			return time.Since(start)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Fatalf("%s: not done after %v: %v", what, timeout, err)
+	return 0
+}
+
+func allNodes() []string {
+	var out []string
+	for _, z := range zones {
+		out = append(out, zoneNodes[z]...)
+	}
+	return out
+}

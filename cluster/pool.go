@@ -36,6 +36,11 @@ type pool struct {
 	// returns in place (memberlist#306), and its callbacks are the one
 	// place they can be read without racing those writes.
 	live map[string]Member
+	// known keeps the last metadata of every node ever seen, live or not:
+	// gossip between the nodes of a zone may fail while their Raft
+	// traffic goes on (a zone cut off the network its gossip advertises),
+	// and a follower must still find its leader's API to forward to.
+	known map[string]Member
 }
 
 func newPool(cfg Config, raftAddr string, logger hclog.Logger) (*pool, error) {
@@ -55,7 +60,7 @@ func newPool(cfg Config, raftAddr string, logger hclog.Logger) (*pool, error) {
 	if len(meta) > memberlist.MetaMaxSize {
 		return nil, fmt.Errorf("node metadata is %d bytes, more than gossip allows (%d)", len(meta), memberlist.MetaMaxSize)
 	}
-	p := &pool{logger: logger.Named("gossip"), meta: meta, notify: make(chan struct{}), live: map[string]Member{}}
+	p := &pool{logger: logger.Named("gossip"), meta: meta, notify: make(chan struct{}), live: map[string]Member{}, known: map[string]Member{}}
 
 	mc := memberlist.DefaultLANConfig()
 	if cfg.GossipProfile == "local" {
@@ -147,6 +152,7 @@ func (p *pool) record(n *memberlist.Node) {
 	p.mu.Lock()
 	if valid {
 		p.live[n.Name] = m
+		p.known[n.Name] = m
 	} else {
 		delete(p.live, n.Name)
 	}
@@ -159,8 +165,11 @@ func (p *pool) forget(n *memberlist.Node) {
 	p.mu.Unlock()
 }
 
+// member returns the node id as last seen, live or not.
 func (p *pool) member(id string) (Member, bool) {
-	for _, m := range p.members() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, m := range p.known {
 		if m.ID == id {
 			return m, true
 		}

@@ -34,6 +34,9 @@ type Config struct {
 	// (the node waits to be added by a leader).
 	BootstrapExpect int
 
+	// GossipKey, when set (16, 24 or 32 bytes), encrypts and
+	// authenticates gossip: only nodes holding it join the pool.
+	GossipKey []byte
 	// InternalToken authenticates node-to-node calls (forwarded proposals,
 	// read indexes).
 	InternalToken string

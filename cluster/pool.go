@@ -83,6 +83,9 @@ func newPool(cfg Config, raftAddr string, logger hclog.Logger) (*pool, error) {
 			return nil, fmt.Errorf("gossip advertise port: %w", err)
 		}
 	}
+	if len(cfg.GossipKey) > 0 {
+		mc.SecretKey = cfg.GossipKey
+	}
 	mc.Delegate = p
 	mc.Events = p
 	mc.LogOutput = nil

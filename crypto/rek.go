@@ -24,9 +24,10 @@ const wrappedSize = NonceSize + MaterialSize + gcmTagSize
 // raw bytes, so printing a *REK reveals nothing. It is safe for concurrent
 // use.
 type REK struct {
-	aead cipher.AEAD
-	id   string
-	peer string
+	aead   cipher.AEAD
+	id     string
+	peer   string
+	gossip []byte
 }
 
 // NewREK builds a REK from exactly 32 raw bytes (else ErrInvalidREK). raw
@@ -43,11 +44,15 @@ func NewREK(raw []byte) (*REK, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalidREK, err)
 	}
-	return &REK{aead: aead, id: hex.EncodeToString(derive(raw, labelREKID)[:8]), peer: hex.EncodeToString(derive(raw, labelPeerToken))}, nil
+	return &REK{aead: aead, id: hex.EncodeToString(derive(raw, labelREKID)[:8]), peer: hex.EncodeToString(derive(raw, labelPeerToken)),
+		gossip: derive(raw, labelGossipKey)}, nil
 }
 
-// labelPeerToken derives the token nodes authenticate to each other with.
-const labelPeerToken = "keyzone/v1/peer-token"
+// Labels of the secrets derived from the REK.
+const (
+	labelPeerToken = "keyzone/v1/peer-token"
+	labelGossipKey = "keyzone/v1/gossip-key"
+)
 
 func derive(raw []byte, label string) []byte {
 	mac := hmac.New(sha256.New, raw)
@@ -62,6 +67,13 @@ func derive(raw []byte, label string) []byte {
 // while an API caller, who never sees the REK, can't forge node-to-node
 // calls. It is a secret: never log it.
 func (r *REK) PeerToken() string { return r.peer }
+
+// GossipKey is the 32-byte key the gossip pool encrypts and authenticates
+// its messages with: HMAC-SHA256(key=raw REK, "keyzone/v1/gossip-key").
+// Only nodes given the REK can join the pool or advertise addresses in it,
+// so node-to-node tokens never go to an address a stranger advertised.
+// It is a secret: never log it. The caller must not modify it.
+func (r *REK) GossipKey() []byte { return r.gossip }
 
 // ParseREK decodes the REK from standard (padded) base64, as read from a
 // flag, environment variable or file; surrounding whitespace such as a

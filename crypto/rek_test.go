@@ -245,6 +245,12 @@ func TestREK_PeerToken(t *testing.T) {
 	if a.PeerToken() == b.PeerToken() || len(a.PeerToken()) != 64 {
 		t.Errorf("peer tokens %q and %q: want distinct 64-hex-char tokens", a.PeerToken(), b.PeerToken())
 	}
+	if len(a.GossipKey()) != 32 || bytes.Equal(a.GossipKey(), b.GossipKey()) || !bytes.Equal(a.GossipKey(), a2.GossipKey()) {
+		t.Error("gossip keys: want 32 bytes, equal for equal REKs, different otherwise")
+	}
+	if hex.EncodeToString(a.GossipKey()) == a.PeerToken() {
+		t.Error("the gossip key equals the peer token")
+	}
 	if a.PeerToken() == a.ID() || strings.Contains(a.PeerToken(), a.ID()) {
 		t.Error("the peer token is related to the public REK id")
 	}

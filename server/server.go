@@ -112,6 +112,7 @@ func (s *Server) start() error {
 	cc.Logger = s.cfg.Logger
 	cc.APIAddress = s.apiURL
 	cc.InternalToken = s.cfg.Keys.REK.PeerToken()
+	cc.GossipKey = s.cfg.Keys.REK.GossipKey()
 	cc.RekID = s.cfg.Keys.REK.ID()
 	node, err := cluster.Open(cc)
 	if err != nil {

@@ -204,6 +204,9 @@ type ReplicaAckV1 struct {
 	Zone string `json:"zone"`
 	Seq  uint64 `json:"seq"`
 	Now  int64  `json:"now"`
+	// Disputed lists keys whose entries Zone refused from this zone's log
+	// (it holds a newer primary of them): the ack does not cover them.
+	Disputed []string `json:"disputed,omitempty"`
 }
 
 // SetReplicaZonesV1 is the payload of CmdSetReplicaZones. ReplicaZones is

@@ -18,7 +18,18 @@ type ZoneProgress struct {
 	// Acked is the sequence of this zone's change log that Zone has
 	// applied, as its last pull said (Zone holds replicas of ours).
 	Acked uint64 `json:"acked"`
+	// Refused lists the keys whose entries from Zone's log this zone
+	// refused although Zone announced itself their primary: this zone
+	// holds a newer primary (a takeover Zone has not learnt of yet).
+	Refused []string `json:"refused,omitempty"`
+	// Disputed is Zone's Refused list about this zone's log, from its last
+	// acknowledgement: its ack does not cover those keys, so a version of
+	// theirs pending here is never promoted on its strength.
+	Disputed []string `json:"disputed,omitempty"`
 }
+
+// maxRefused bounds the Refused and Disputed lists.
+const maxRefused = 1000
 
 // seqEntry orders the change log by sequence.
 type seqEntry struct {
@@ -112,7 +123,8 @@ func (s *state) settlePending(c *Key) bool {
 	}
 	kept := c.PendingZones[:0:0]
 	for _, z := range c.PendingZones {
-		if slices.Contains(c.ReplicaZones, z) && s.replication[z].Acked < c.PendingSeq {
+		prog := s.replication[z]
+		if slices.Contains(c.ReplicaZones, z) && (prog.Acked < c.PendingSeq || slices.Contains(prog.Disputed, c.ID)) {
 			kept = append(kept, z)
 		}
 	}
@@ -173,17 +185,18 @@ func applySetReplicaZones(s *state, index uint64, p *SetReplicaZonesV1) Result {
 // Promotions are themselves changes: the replicas learn from the log that
 // the new version now encrypts.
 func applyReplicaAck(s *state, index uint64, p *ReplicaAckV1) Result {
-	if p.Zone == "" || p.Zone == s.zone {
+	if p.Zone == "" || p.Zone == s.zone || len(p.Disputed) > maxRefused {
 		return Result{Err: invalid("replica ack from zone %q", p.Zone)}
 	}
 	prog := s.replication[p.Zone]
-	if p.Seq <= prog.Acked {
+	disputed := slices.Compact(slices.Sorted(slices.Values(p.Disputed)))
+	if p.Seq <= prog.Acked && slices.Equal(disputed, prog.Disputed) {
 		return Result{}
 	}
 	if p.Seq > s.changeSeq {
 		return Result{Err: invalid("zone %s acknowledges sequence %d beyond the log head %d", p.Zone, p.Seq, s.changeSeq)}
 	}
-	prog.Zone, prog.Acked = intern(p.Zone), p.Seq
+	prog.Zone, prog.Acked, prog.Disputed = intern(p.Zone), max(prog.Acked, p.Seq), disputed
 	s.replication[prog.Zone] = prog
 	for _, id := range slices.Sorted(maps.Keys(s.pending)) {
 		k := s.keys[id]
@@ -226,7 +239,15 @@ func applyChanges(s *state, index uint64, p *ApplyChangesV1) Result {
 		last = e.Seq
 	}
 	for _, e := range p.Entries {
-		s.applyEntry(index, e, p.SourceZone)
+		accepted := s.applyEntry(index, e, p.SourceZone)
+		switch {
+		case accepted:
+			prog.Refused = slices.DeleteFunc(prog.Refused, func(id string) bool { return id == e.KeyID })
+		case e.Key != nil && e.Key.PrimaryZone == p.SourceZone && len(prog.Refused) < maxRefused &&
+			!slices.Contains(prog.Refused, e.KeyID):
+			prog.Refused = append(prog.Refused, e.KeyID)
+			slices.Sort(prog.Refused)
+		}
 	}
 	prog.Zone, prog.Applied = intern(p.SourceZone), p.Upto
 	s.replication[prog.Zone] = prog
@@ -282,15 +303,16 @@ func (s *state) accepts(e ChangeEntry, source string) bool {
 	return cur.primary == source && cur.primary != s.zone
 }
 
-// applyEntry applies one accepted entry of source's change log.
-func (s *state) applyEntry(index uint64, e ChangeEntry, source string) {
+// applyEntry applies one entry of source's change log if accepts says so,
+// and reports whether it did.
+func (s *state) applyEntry(index uint64, e ChangeEntry, source string) bool {
 	if !s.accepts(e, source) {
 		if k, ok := s.keys[e.KeyID]; ok && !k.IsReplicaIn(s.zone) && entryHolder(e).epoch < k.PrimaryEpoch {
 			// A zone that has not learnt this zone took the key over
 			// announces older state: log ours again so it learns.
 			s.logChange(k)
 		}
-		return
+		return false
 	}
 	local, exists := s.keys[e.KeyID]
 	if exists && !local.IsReplicaIn(s.zone) {
@@ -323,6 +345,7 @@ func (s *state) applyEntry(index uint64, e ChangeEntry, source string) {
 	case exists:
 		s.removeKey(local) // this zone left the key's replica set
 	}
+	return true
 }
 
 // storeCopy stores a copy of e's key as this zone's, reviving it if a
@@ -500,10 +523,14 @@ func (f *FSM) ReplicationOf(zone string) ZoneProgress {
 // entries after what it applied, so acknowledgements come at most once per
 // batch of changes: few enough to record each through Raft, which keeps
 // the replication lag exact and lets pending versions be promoted.
-func (f *FSM) NeedsAck(zone string, seq uint64) bool {
+func (f *FSM) NeedsAck(zone string, seq uint64, disputed []string) bool {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	return seq > f.st.replication[zone].Acked && seq <= f.st.changeSeq
+	prog := f.st.replication[zone]
+	if seq > f.st.changeSeq {
+		return false
+	}
+	return seq > prog.Acked || !slices.Equal(slices.Compact(slices.Sorted(slices.Values(disputed))), prog.Disputed)
 }
 
 // WaitChanges blocks until this zone's change log has an entry after

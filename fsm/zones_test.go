@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"testing"
 )
@@ -20,8 +21,9 @@ func pull(t *testing.T, src, dst *FSM) Result {
 	if res.Err != nil {
 		return res
 	}
-	if got := dst.ReplicationOf(src.Zone()).Applied; src.NeedsAck(dst.Zone(), got) {
-		if r := apply(t, src, CmdReplicaAck, ReplicaAckV1{Zone: dst.Zone(), Seq: got, Now: t0}); r.Err != nil {
+	prog := dst.ReplicationOf(src.Zone())
+	if src.NeedsAck(dst.Zone(), prog.Applied, prog.Refused) {
+		if r := apply(t, src, CmdReplicaAck, ReplicaAckV1{Zone: dst.Zone(), Seq: prog.Applied, Now: t0, Disputed: prog.Refused}); r.Err != nil {
 			t.Fatalf("ack: %v", r.Err)
 		}
 	}
@@ -239,7 +241,7 @@ func TestFSM_ZonesSnapshotRoundTrip(t *testing.T) {
 		if string(snapshotBytes(t, g)) != string(snapshotBytes(t, f)) {
 			t.Errorf("%s: restored snapshot differs", f.Zone())
 		}
-		if g.ChangeSeq() != f.ChangeSeq() || !slices.Equal(g.Replication(), f.Replication()) {
+		if g.ChangeSeq() != f.ChangeSeq() || !reflect.DeepEqual(g.Replication(), f.Replication()) {
 			t.Errorf("%s: restored log head %d / %v, want %d / %v", f.Zone(), g.ChangeSeq(), g.Replication(), f.ChangeSeq(), f.Replication())
 		}
 		// The pending set is rebuilt: the promotion still happens.
@@ -460,5 +462,27 @@ func TestFSM_HandedOverKeyTakesTheNewPrimarysRevision(t *testing.T) {
 	pull(t, a, b)
 	if k := mustKey(t, b, "k1"); k.Revision > b.AppliedIndex() {
 		t.Fatalf("the new primary holds revision %d, beyond its own log (%d)", k.Revision, b.AppliedIndex())
+	}
+}
+
+// TestFSM_AckDoesNotCoverRefusedKeys: a zone that took a key over while
+// the old primary was cut off refuses the old primary's entries; its
+// pulls must not let the old primary promote a version of that key.
+func TestFSM_AckDoesNotCoverRefusedKeys(t *testing.T) {
+	a, b := newZoneFSM(t, "zone-1"), newZoneFSM(t, "zone-2")
+	mustApply(t, a, CmdCreateKey, withReplicas(createKey("k1", orgA), "zone-2"))
+	pull(t, a, b)
+	mustApply(t, b, CmdUpdatePrimary, UpdatePrimaryV1{KeyRefV1: ref("k1", orgA, t0), NewPrimary: "zone-2", Force: true})
+	mustApply(t, a, CmdRotateKey, rotate("k1", orgA, 2, t0)) // zone-1 does not know yet
+	pull(t, a, b)                                            // zone-2 refuses it and acks
+	if k := mustKey(t, a, "k1"); k.CurrentVersion != 1 {
+		t.Fatalf("zone-1 promoted version %d on an ack that refused the key", k.CurrentVersion)
+	}
+	if got := b.ReplicationOf("zone-1").Refused; !slices.Equal(got, []string{"k1"}) {
+		t.Fatalf("zone-2 refused %v, want [k1]", got)
+	}
+	pull(t, b, a) // zone-1 learns of the takeover and follows zone-2
+	if k := mustKey(t, a, "k1"); k.PrimaryZone != "zone-2" || k.CurrentVersion != 1 || len(k.Versions) != 1 {
+		t.Fatalf("zone-1 after learning of the takeover: %+v", k)
 	}
 }

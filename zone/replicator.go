@@ -129,8 +129,9 @@ type ChangesResponse struct {
 
 // Handler serves GET /v1/internal/changes?after=SEQ&zone=Z&wait=D. The
 // caller (zone Z's leader) says with after how far it has applied this
-// zone's log: that is its acknowledgement, recorded through Raft when a
-// pending version waits for it. The answer waits up to wait (at most
+// zone's log, and with refused which keys of it it did not take (it holds
+// a newer primary of them): that is its acknowledgement, recorded
+// through Raft when it is news. The answer waits up to wait (at most
 // PollWait) for an entry after SEQ.
 func (r *Replicator) Handler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
@@ -163,8 +164,16 @@ func (r *Replicator) Handler() http.Handler {
 			http.Error(w, `{"error":{"code":"unavailable","message":"this node is not caught up with its zone's leader"}}`, http.StatusServiceUnavailable)
 			return
 		}
-		if r.cfg.FSM.NeedsAck(from, after) {
-			r.ack(ctx, from, after)
+		var refused []string
+		if v := q.Get("refused"); v != "" {
+			refused = strings.Split(v, ",")
+		}
+		if len(refused) > 1000 {
+			http.Error(w, `{"error":{"code":"invalid_argument","message":"too many refused keys"}}`, http.StatusBadRequest)
+			return
+		}
+		if r.cfg.FSM.NeedsAck(from, after, refused) {
+			r.ack(ctx, from, after, refused)
 		}
 		wctx, cancel := context.WithTimeout(ctx, wait)
 		stop := context.AfterFunc(r.closed, cancel)
@@ -182,8 +191,8 @@ func (r *Replicator) Handler() http.Handler {
 
 // ack records through Raft that zone has applied our log up to seq. A
 // failure only delays a promotion: the next pull acknowledges again.
-func (r *Replicator) ack(ctx context.Context, zone string, seq uint64) {
-	cmd, err := fsm.NewCommand(fsm.CmdReplicaAck, fsm.ReplicaAckV1{Zone: zone, Seq: seq, Now: r.cfg.Now().UnixNano()})
+func (r *Replicator) ack(ctx context.Context, zone string, seq uint64, refused []string) {
+	cmd, err := fsm.NewCommand(fsm.CmdReplicaAck, fsm.ReplicaAckV1{Zone: zone, Seq: seq, Now: r.cfg.Now().UnixNano(), Disputed: refused})
 	if err == nil {
 		var res fsm.Result
 		res, _, err = r.cfg.Proposer.Propose(ctx, cmd)
@@ -308,6 +317,11 @@ func (r *Replicator) pullOnce(ctx context.Context, remote string, peerIdx int) e
 
 func (r *Replicator) fetch(ctx context.Context, p Peer, after uint64) (ChangesResponse, error) {
 	q := url.Values{"after": {strconv.FormatUint(after, 10)}, "zone": {r.cfg.Zone}, "wait": {r.cfg.PollWait.String()}}
+	if refused := r.cfg.FSM.ReplicationOf(p.Zone).Refused; len(refused) > 0 {
+		// The keys this zone holds a newer primary of: the remote zone
+		// must not count this pull as their acknowledgement.
+		q.Set("refused", strings.Join(refused, ","))
+	}
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.PollWait+10*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(p.APIAddress, "/")+ChangesPath+"?"+q.Encode(), nil)

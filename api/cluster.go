@@ -47,3 +47,36 @@ func (s *server) health(c *gin.Context) {
 	}
 	c.JSON(status, wire.Health{Live: h.Live, Ready: h.Ready, Reason: h.Reason})
 }
+
+func (s *server) clusterPeers(c *gin.Context) {
+	ps, err := s.cluster.Peers(c.Request.Context())
+	if err != nil {
+		c.Error(err)
+		return
+	}
+	c.JSON(http.StatusOK, wirePeers(ps))
+}
+
+// removePeer answers 204 once the voter is out of the configuration.
+func (s *server) removePeer(c *gin.Context) {
+	if err := s.cluster.RemovePeer(c.Request.Context(), c.Param("id")); err != nil {
+		c.Error(err)
+		return
+	}
+	c.Status(http.StatusNoContent)
+}
+
+// transferLeadership answers 204 once the old leader has stepped down;
+// an empty body or node_id lets the leader choose.
+func (s *server) transferLeadership(c *gin.Context) {
+	var req wire.TransferLeadershipRequest
+	if err := s.bindJSON(c, &req, true); err != nil {
+		c.Error(err)
+		return
+	}
+	if err := s.cluster.TransferLeadership(c.Request.Context(), req.NodeID); err != nil {
+		c.Error(err)
+		return
+	}
+	c.Status(http.StatusNoContent)
+}

@@ -67,6 +67,18 @@ func wireStatus(st cluster.Status) wire.ClusterStatus {
 	return w
 }
 
+func wirePeers(ps []cluster.PeerStatus) wire.PeersResponse {
+	w := wire.PeersResponse{Peers: make([]wire.Peer, 0, len(ps))}
+	for _, p := range ps {
+		wp := wire.Peer{ID: p.ID, RaftAddress: p.RaftAddress, APIAddress: p.APIAddress, State: p.State, AppliedIndex: p.AppliedIndex}
+		if p.LastContact != nil {
+			wp.LastContact = p.LastContact.Round(time.Millisecond).String()
+		}
+		w.Peers = append(w.Peers, wp)
+	}
+	return w
+}
+
 func wireZones(zs []cluster.ZoneStatus) wire.ZonesResponse {
 	w := wire.ZonesResponse{Zones: make([]wire.ZoneStatus, 0, len(zs))}
 	for _, z := range zs {

@@ -93,6 +93,7 @@ var errorTable = []errorRule{
 	{match: is(errUnauthorized), status: http.StatusUnauthorized, code: wire.CodeUnauthorized},
 
 	{match: is(fsm.ErrKeyNotFound), status: http.StatusNotFound, code: wire.CodeKeyNotFound},
+	{match: is(cluster.ErrUnknownPeer), status: http.StatusNotFound, code: wire.CodePeerNotFound},
 	{match: is(errRouteNotFound), status: http.StatusNotFound, code: wire.CodeNotFound},
 	{match: is(errMethodNotAllowed), status: http.StatusMethodNotAllowed, code: wire.CodeMethodNotAllowed},
 
@@ -104,6 +105,8 @@ var errorTable = []errorRule{
 	{match: isNotPrimary, status: http.StatusConflict, code: wire.CodeNotPrimary, describe: describeNotPrimary},
 	{match: is(fsm.ErrRotationPending), status: http.StatusConflict, code: wire.CodeRotationPending},
 	{match: is(keys.ErrKeyDisabled), status: http.StatusConflict, code: wire.CodeKeyDisabled},
+	{match: is(cluster.ErrLastVoter), status: http.StatusConflict, code: wire.CodeLastVoter},
+	{match: is(cluster.ErrRemoveLeader), status: http.StatusConflict, code: wire.CodePeerIsLeader},
 	{match: is(fsm.ErrRevisionMismatch), status: http.StatusPreconditionFailed, code: wire.CodeRevisionMismatch},
 
 	{match: is(kzcrypto.ErrPayloadTooLarge), status: http.StatusRequestEntityTooLarge, code: wire.CodePayloadTooLarge},
@@ -120,6 +123,7 @@ var errorTable = []errorRule{
 	// A change-log batch that does not follow what this zone applied: the
 	// puller pulls again, so it is transient and nothing for the caller.
 	{match: is(fsm.ErrChangeGap), status: http.StatusServiceUnavailable, code: wire.CodeUnavailable, message: "replication between zones is catching up, retry later", retryAfter: true},
+	{match: is(cluster.ErrTransferFailed), status: http.StatusServiceUnavailable, code: wire.CodeUnavailable, message: "leadership transfer did not complete, retry later", retryAfter: true},
 	{match: is(cluster.ErrTimeout), status: http.StatusGatewayTimeout, code: wire.CodeTimeout, message: "timed out waiting for raft"},
 	{match: is(context.DeadlineExceeded), status: http.StatusGatewayTimeout, code: wire.CodeTimeout, message: "request timed out"},
 }

@@ -60,6 +60,14 @@ type ClusterService interface {
 	// Digests returns the digests of the multi-zone keys the node's zone
 	// holds, as of a consistent read in the zone.
 	Digests(ctx context.Context) (cluster.DigestReport, error)
+	// Peers lists every voter of the zone with its state and progress.
+	Peers(ctx context.Context) ([]cluster.PeerStatus, error)
+	// RemovePeer removes a voter from the zone (cluster.ErrUnknownPeer,
+	// ErrLastVoter, ErrRemoveLeader when it can't).
+	RemovePeer(ctx context.Context, id string) error
+	// TransferLeadership hands leadership to the voter id, or to any
+	// voter when id is "".
+	TransferLeadership(ctx context.Context, id string) error
 }
 
 // DefaultMaxPayload is the plaintext limit when Config.MaxPayload is 0.
@@ -78,8 +86,7 @@ const (
 type Config struct {
 	// Keys serves the key routes. Required.
 	Keys KeyService
-	// Cluster serves /v1/cluster/status, /v1/cluster/digest, /v1/zones and
-	// /v1/health. Required.
+	// Cluster serves /v1/cluster/*, /v1/zones and /v1/health. Required.
 	Cluster ClusterService
 	// RootToken is the bearer token required on every /v1 route except
 	// GET /v1/health. Required.
@@ -187,6 +194,9 @@ func NewRouter(cfg Config) (http.Handler, error) {
 	authed := v1.Group("", s.authenticate, s.organization, s.minIndex)
 	authed.GET("/cluster/status", s.clusterStatus)
 	authed.GET("/cluster/digest", s.clusterDigest)
+	authed.GET("/cluster/peers", s.clusterPeers)
+	authed.DELETE("/cluster/peers/:id", s.removePeer)
+	authed.POST("/cluster/transfer-leadership", s.transferLeadership)
 	authed.GET("/zones", s.zones)
 
 	// Lifecycle changes of a replica key go on to its primary zone.

@@ -496,3 +496,31 @@ func TestClient_Zones(t *testing.T) {
 	_, err = noToken.Zones(ctx)
 	apiErr(t, err, 401, wire.CodeUnauthorized)
 }
+
+func TestClient_Peers(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	ps, err := e.c.Peers(ctx)
+	if err != nil || len(ps.Peers) != 3 || ps.Peers[0].State != "leader" || ps.Peers[2].AppliedIndex != nil {
+		t.Fatalf("peers: got %+v, %v", ps, err)
+	}
+	apiErr(t, e.c.RemovePeer(ctx, "nope"), 404, wire.CodePeerNotFound)
+	apiErr(t, e.c.RemovePeer(ctx, "node-1"), 409, wire.CodePeerIsLeader)
+	if err := e.c.RemovePeer(ctx, ""); err == nil {
+		t.Error("remove empty id: got nil error")
+	}
+	if err := e.c.RemovePeer(ctx, "node-3"); err != nil {
+		t.Fatalf("remove node-3: %v", err)
+	}
+	if err := e.c.TransferLeadership(ctx, "node-2"); err != nil {
+		t.Fatalf("transfer: %v", err)
+	}
+	ps, err = e.c.Peers(ctx)
+	if err != nil || len(ps.Peers) != 2 || ps.Peers[1].State != "leader" {
+		t.Errorf("peers after: got %+v, %v", ps, err)
+	}
+	e.cluster.TransferErr = cluster.ErrNoLeader
+	if ce := apiErr(t, e.c.TransferLeadership(ctx, ""), 503, wire.CodeUnavailable); ce.RetryAfter != time.Second {
+		t.Errorf("RetryAfter: got %v", ce.RetryAfter)
+	}
+}

@@ -9,3 +9,14 @@ func (n *Node) Members() []Member {
 	}
 	return p.members()
 }
+
+// KnownZones returns every zone a node of which the pool has ever shown
+// this node, live or not, sorted: a zone cut off for a while is still a
+// zone of the deployment.
+func (n *Node) KnownZones() []string {
+	p := n.pool.Load()
+	if p == nil {
+		return nil
+	}
+	return p.knownZones()
+}

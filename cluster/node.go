@@ -50,6 +50,9 @@ type Node struct {
 	// readyTerm is the term whose Barrier this node passed as leader, 0
 	// when none: a leader is ready only while it still leads in that term.
 	readyTerm uint64
+	// removed holds the ids this node removed while leading; its
+	// reconcile loop does not add them back (see RemovePeer).
+	removed map[string]bool
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -429,7 +432,8 @@ func (n *Node) setReadyTerm(term uint64) {
 }
 
 // reconcileLoop adds every live pool member of this zone that is not yet
-// a voter. Only the leader turns membership into Raft configuration.
+// a voter, but those this node removed with RemovePeer. Only the leader
+// turns membership into Raft configuration.
 func (n *Node) reconcileLoop(ctx context.Context) {
 	ticker := time.NewTicker(500 * time.Millisecond)
 	defer ticker.Stop()
@@ -460,6 +464,9 @@ func (n *Node) reconcile(p *pool) {
 	for _, m := range p.zoneMembers(n.cfg.Zone) {
 		addr, ok := voters[raft.ServerID(m.ID)]
 		if ok && addr == raft.ServerAddress(m.RaftAddress) {
+			continue
+		}
+		if n.isRemoved(m.ID) {
 			continue
 		}
 		n.logger.Info("adding voter", "node", m.ID, "raft_address", m.RaftAddress)

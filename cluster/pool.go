@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"slices"
 	"sort"
 	"strconv"
 	"sync"
@@ -222,4 +223,17 @@ func (p *pool) NotifyLeave(n *memberlist.Node) {
 func (p *pool) NotifyUpdate(n *memberlist.Node) {
 	p.record(n)
 	p.signal()
+}
+
+func (p *pool) knownZones() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []string
+	for _, m := range p.known {
+		if !slices.Contains(out, m.Zone) {
+			out = append(out, m.Zone)
+		}
+	}
+	slices.Sort(out)
+	return out
 }

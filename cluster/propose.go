@@ -250,6 +250,11 @@ func (n *Node) callPeer(ctx context.Context, peer Member, method, path string, b
 	case internalCodeTimeout:
 		return ErrTimeout
 	}
+	for _, c := range adminCodes {
+		if c.code == ie.Code {
+			return c.err
+		}
+	}
 	return fmt.Errorf("call %s: status %d", peer.ID, resp.StatusCode)
 }
 
@@ -261,6 +266,9 @@ func (n *Node) InternalHandler() http.Handler {
 	mux.HandleFunc("POST "+internalPropose, n.handlePropose)
 	mux.HandleFunc("GET "+internalReadIndex, n.handleReadIndex)
 	mux.HandleFunc("GET "+internalRaftState, n.handleRaftState)
+	mux.HandleFunc("GET "+internalPeerState, n.handlePeerState)
+	mux.HandleFunc("POST "+internalRemovePeer, n.handleRemovePeer)
+	mux.HandleFunc("POST "+internalTransfer, n.handleTransfer)
 	return n.requireInternalToken(mux)
 }
 

@@ -461,7 +461,7 @@ func (s *Service) UpdatePrimary(ctx context.Context, p UpdatePrimaryParams) (*fs
 		return nil, err
 	}
 	if k, ok := s.fsm.Key(p.KeyID); ok && p.Force && p.Zone == s.cfg.Zone && k.IsReplicaIn(s.cfg.Zone) &&
-		s.cfg.KnownZones != nil && slices.Contains(s.cfg.KnownZones(), k.PrimaryZone) {
+		(s.cfg.LiveZones == nil || slices.Contains(s.cfg.LiveZones(), k.PrimaryZone)) {
 		// A takeover is for a primary zone that is gone. While it is in
 		// the pool, the request goes to it (the API forwards on this
 		// error) and it hands the key over itself, so no change it made

@@ -51,9 +51,14 @@ type Config struct {
 	CatchUpWait time.Duration
 	// TickInterval paces the leader's scheduler (rotations, purges).
 	TickInterval time.Duration
-	// KnownZones lists the zones of the deployment (from the gossip
-	// pool); replica zones must be among them. Nil accepts any name.
+	// KnownZones lists the zones of the deployment (every zone the gossip
+	// pool has shown); replica zones must be among them. Nil accepts any
+	// name.
 	KnownZones func() []string
+	// LiveZones lists the zones with a node alive in the gossip pool now:
+	// a forced takeover is refused while the primary zone is among them.
+	// Nil means unknown: takeovers are refused.
+	LiveZones func() []string
 }
 
 // DefaultConfig returns the production bounds: deletion windows of 7 to

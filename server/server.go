@@ -125,7 +125,8 @@ func (s *Server) start() error {
 	kc.FSM = s.fsm
 	kc.Proposer = node
 	kc.Logger = s.cfg.Logger
-	kc.KnownZones = directory{node}.Zones
+	kc.KnownZones = node.KnownZones
+	kc.LiveZones = directory{node}.Zones
 	svc, err := keys.New(kc)
 	if err != nil {
 		return err

@@ -189,6 +189,12 @@ func TestMultiZone_CutOffZoneConverges(t *testing.T) {
 	waitConverged(t, zones, a, gone.ID)
 
 	b.Shutdown()
+	// A zone that is away is still a zone of the deployment: keys can be
+	// created with replicas there, and reach it when it comes back.
+	born, err := svcA.CreateKey(ctx, keys.CreateParams{Organization: org, Name: "born-while-away", ReplicaZones: []string{"zone-b"}})
+	if err != nil {
+		t.Fatalf("create with a replica zone that is away: %v", err)
+	}
 	ref.KeyID = k.ID
 	r, err := svcA.RotateKey(ctx, keys.RotateParams{KeyRef: ref})
 	if err != nil {
@@ -218,6 +224,7 @@ func TestMultiZone_CutOffZoneConverges(t *testing.T) {
 	b.WaitReady(30 * time.Second)
 	waitConverged(t, zones, a, k.ID)
 	waitConverged(t, zones, a, gone.ID)
+	waitConverged(t, zones, a, born.ID)
 	clustertest.WaitFor(t, 20*time.Second, "zone-b's lag to reach 0", func() bool {
 		return scrapeMetric(t, a.Leader().Addr(), `keyzone_replication_lag_entries{zone="zone-b"}`) == 0
 	})

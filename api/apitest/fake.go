@@ -645,6 +645,18 @@ type Cluster struct {
 	ZonesErr     error
 	DigestResult cluster.DigestReport
 	DigestErr    error
+	// PeersResult is the zone's voters; RemovePeer and TransferLeadership
+	// change it under the fake's lock (read it back with PeersSnapshot).
+	PeersResult []cluster.PeerStatus
+	// PeersErr, RemoveErr and TransferErr, when set, are returned by
+	// Peers, RemovePeer and TransferLeadership.
+	PeersErr    error
+	RemoveErr   error
+	TransferErr error
+
+	mu sync.Mutex
+	// transfers records the ids TransferLeadership was asked for.
+	transfers []string
 }
 
 // NewCluster returns a healthy three-node zone led by node-1, in a
@@ -676,6 +688,11 @@ func NewCluster() *Cluster {
 			},
 		},
 		HealthResult: cluster.Health{Live: true, Ready: true},
+		PeersResult: []cluster.PeerStatus{
+			peer("node-1", "leader", 0, 42),
+			peer("node-2", "follower", 12*time.Millisecond, 42),
+			{ID: "node-3", RaftAddress: "127.0.0.1:8303", APIAddress: "http://127.0.0.1:8203", State: "unreachable"},
+		},
 		DigestResult: cluster.DigestReport{Zone: "zone-a", Node: "node-1", ChangeSeq: 12, Keys: []fsm.KeyDigest{
 			{KeyID: "11111111-1111-4111-8111-111111111111", PrimaryZone: "zone-a", ReplicaZones: []string{"zone-b", "zone-c"},
 				Digest: strings.Repeat("a1", 32), ReplicaSeq: 12},
@@ -704,4 +721,79 @@ func (c *Cluster) Zones(ctx context.Context) ([]cluster.ZoneStatus, error) {
 // Digests implements api.ClusterService.
 func (c *Cluster) Digests(ctx context.Context) (cluster.DigestReport, error) {
 	return c.DigestResult, c.DigestErr
+}
+
+func peer(id, state string, lastContact time.Duration, applied uint64) cluster.PeerStatus {
+	n := id[len(id)-1:]
+	return cluster.PeerStatus{ID: id, RaftAddress: "127.0.0.1:830" + n, APIAddress: "http://127.0.0.1:820" + n, State: state,
+		LastContact: &lastContact, AppliedIndex: &applied}
+}
+
+// Peers implements api.ClusterService.
+func (c *Cluster) Peers(ctx context.Context) ([]cluster.PeerStatus, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.PeersResult), c.PeersErr
+}
+
+// PeersSnapshot returns the fake's current voters.
+func (c *Cluster) PeersSnapshot() []cluster.PeerStatus {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.PeersResult)
+}
+
+// RemovePeer implements api.ClusterService with the real refusals:
+// unknown id, last voter, the leader.
+func (c *Cluster) RemovePeer(ctx context.Context, id string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.RemoveErr != nil {
+		return c.RemoveErr
+	}
+	i := slices.IndexFunc(c.PeersResult, func(p cluster.PeerStatus) bool { return p.ID == id })
+	switch {
+	case i < 0:
+		return fmt.Errorf("remove peer %s: %w", id, cluster.ErrUnknownPeer)
+	case len(c.PeersResult) == 1:
+		return fmt.Errorf("remove peer %s: %w", id, cluster.ErrLastVoter)
+	case c.PeersResult[i].State == "leader":
+		return fmt.Errorf("remove peer %s: %w", id, cluster.ErrRemoveLeader)
+	}
+	c.PeersResult = slices.Delete(slices.Clone(c.PeersResult), i, i+1)
+	return nil
+}
+
+// TransferLeadership implements api.ClusterService: it makes id (or, for
+// "", the first follower) the leader.
+func (c *Cluster) TransferLeadership(ctx context.Context, id string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.transfers = append(c.transfers, id)
+	if c.TransferErr != nil {
+		return c.TransferErr
+	}
+	target := slices.IndexFunc(c.PeersResult, func(p cluster.PeerStatus) bool {
+		return p.ID == id || (id == "" && p.State == "follower")
+	})
+	if target < 0 {
+		return fmt.Errorf("transfer leadership to %s: %w", id, cluster.ErrUnknownPeer)
+	}
+	ps := slices.Clone(c.PeersResult)
+	for i := range ps {
+		if ps[i].State == "leader" {
+			ps[i].State = "follower"
+		}
+	}
+	ps[target].State = "leader"
+	c.PeersResult = ps
+	return nil
+}
+
+// Transfers returns the ids TransferLeadership was asked for, oldest
+// first.
+func (c *Cluster) Transfers() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.transfers)
 }

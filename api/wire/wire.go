@@ -206,6 +206,33 @@ type ClusterStatus struct {
 	CommitIndex  uint64       `json:"commit_index"`
 }
 
+// Peer is one voter of a zone, in the answer of GET /v1/cluster/peers.
+type Peer struct {
+	ID          string `json:"id"`
+	RaftAddress string `json:"raft_address"`
+	APIAddress  string `json:"api_address"` // "" when the node was never seen in the gossip pool
+	State       string `json:"state"`       // leader, follower, or unreachable
+	// LastContact is how long ago the node last heard from its leader, as
+	// the node reports it ("0s" on the leader); "" when it did not answer.
+	LastContact string `json:"last_contact"`
+	// AppliedIndex is the node's own applied Raft index; null when it did
+	// not answer.
+	AppliedIndex *uint64 `json:"applied_index"`
+}
+
+// PeersResponse is the answer of GET /v1/cluster/peers: every voter of the
+// answering node's zone.
+type PeersResponse struct {
+	Peers []Peer `json:"peers"` // [] when none, never null
+}
+
+// TransferLeadershipRequest is the body of POST
+// /v1/cluster/transfer-leadership; an empty NodeID lets the leader pick
+// the most up-to-date voter.
+type TransferLeadershipRequest struct {
+	NodeID string `json:"node_id"`
+}
+
 // ZoneNode is a live node of a zone, as the gossip pool sees it.
 type ZoneNode struct {
 	ID         string `json:"id"`
@@ -302,6 +329,9 @@ const (
 	CodeRotationPending  = "rotation_pending" // the previous rotation still waits for replica zones
 	CodeDecryptFailed    = "decrypt_failed"
 	CodePayloadTooLarge  = "payload_too_large"
+	CodePeerNotFound     = "peer_not_found" // no voter with this id in the zone
+	CodeLastVoter        = "last_voter"     // removing it would leave the zone without voters
+	CodePeerIsLeader     = "peer_is_leader" // transfer leadership before removing the leader
 	CodeUnavailable      = "unavailable"
 	CodeTimeout          = "timeout"
 	CodeCanceled         = "canceled"

@@ -46,8 +46,99 @@ func newClusterCommand(g *cliGlobal) *cobra.Command {
 			})
 		},
 	})
+	cmd.AddCommand(newPeersCommand(g), newRemovePeerCommand(g), newTransferLeadershipCommand(g))
 	cmd.AddCommand(newVerifyCommand(g))
 	return cmd
+}
+
+func newPeersCommand(g *cliGlobal) *cobra.Command {
+	return &cobra.Command{
+		Use:   "peers",
+		Short: "List the zone's voters with their state, last contact and applied index",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := g.connect()
+			if err != nil {
+				return err
+			}
+			ps, err := c.Peers(cliContext(cmd))
+			if err != nil {
+				return err
+			}
+			return g.render(cmd, ps, func(w io.Writer) {
+				fmt.Fprintln(w, "ID\tRAFT\tAPI\tSTATE\tLAST CONTACT\tAPPLIED")
+				for _, p := range ps.Peers {
+					api, contact, applied := orDash(p.APIAddress), orDash(p.LastContact), "-"
+					if p.AppliedIndex != nil {
+						applied = strconv.FormatUint(*p.AppliedIndex, 10)
+					}
+					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", p.ID, p.RaftAddress, api, p.State, contact, applied)
+				}
+			})
+		},
+	}
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func newRemovePeerCommand(g *cliGlobal) *cobra.Command {
+	return &cobra.Command{
+		Use:   "remove-peer NODE_ID",
+		Short: "Remove a voter from the zone (stop it first; it rejoins only under a new id with a wiped data dir)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.connect()
+			if err != nil {
+				return err
+			}
+			if err := c.RemovePeer(cliContext(cmd), args[0]); err != nil {
+				return err
+			}
+			res := struct {
+				Removed string `json:"removed"`
+			}{args[0]}
+			return g.render(cmd, res, func(w io.Writer) {
+				fmt.Fprintf(w, "Removed %s from the zone.\n", res.Removed)
+			})
+		},
+	}
+}
+
+func newTransferLeadershipCommand(g *cliGlobal) *cobra.Command {
+	return &cobra.Command{
+		Use:   "transfer-leadership [NODE_ID]",
+		Short: "Hand the zone's leadership to NODE_ID, or to the most up-to-date voter",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.connect()
+			if err != nil {
+				return err
+			}
+			var target string
+			if len(args) == 1 {
+				target = args[0]
+			}
+			if err := c.TransferLeadership(cliContext(cmd), target); err != nil {
+				return err
+			}
+			res := struct {
+				Transferred bool   `json:"transferred"`
+				NodeID      string `json:"node_id,omitempty"`
+			}{true, target}
+			return g.render(cmd, res, func(w io.Writer) {
+				if target == "" {
+					fmt.Fprintln(w, "Leadership transferred.")
+					return
+				}
+				fmt.Fprintf(w, "Leadership transferred to %s.\n", target)
+			})
+		},
+	}
 }
 
 func newZoneCommand(g *cliGlobal) *cobra.Command {

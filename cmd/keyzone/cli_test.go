@@ -411,11 +411,56 @@ func TestCLI_ClusterStatus(t *testing.T) {
 
 func TestCLI_RootWiresClientCommands(t *testing.T) {
 	root := newRootCommand()
-	for _, path := range [][]string{{"key", "create"}, {"key", "schedule-deletion"}, {"encrypt"}, {"decrypt"}, {"generate-data-key"}, {"re-encrypt"}, {"cluster", "status"},
+	for _, path := range [][]string{{"key", "create"}, {"key", "schedule-deletion"}, {"encrypt"}, {"decrypt"}, {"generate-data-key"}, {"re-encrypt"}, {"cluster", "status"}, {"cluster", "peers"}, {"cluster", "remove-peer"}, {"cluster", "transfer-leadership"},
 		{"key", "add-replica"}, {"key", "remove-replica"}, {"zone", "status"}} {
 		c, _, err := root.Find(path)
 		if err != nil || c.Name() != path[len(path)-1] {
 			t.Errorf("keyzone %v: got %v, %v", path, c, err)
 		}
+	}
+}
+
+func TestCLI_ClusterPeers(t *testing.T) {
+	e := newCLITestEnv(t)
+	out := string(e.mustRun(t, nil, "cluster", "peers"))
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 4 || !strings.HasPrefix(lines[0], "ID") || !strings.Contains(lines[0], "LAST CONTACT") {
+		t.Fatalf("table:\n%s", out)
+	}
+	if f := strings.Fields(lines[2]); len(f) != 6 || f[0] != "node-2" || f[3] != "follower" || f[4] != "12ms" || f[5] != "42" {
+		t.Errorf("node-2 row: got %q", lines[2])
+	}
+	if f := strings.Fields(lines[3]); len(f) != 6 || f[3] != "unreachable" || f[4] != "-" || f[5] != "-" {
+		t.Errorf("node-3 row: got %q", lines[3])
+	}
+	ps := cliJSON[wire.PeersResponse](t, e.mustRun(t, nil, "cluster", "peers", "-o", "json"))
+	if len(ps.Peers) != 3 || ps.Peers[0].ID != "node-1" {
+		t.Errorf("json: got %+v", ps)
+	}
+}
+
+func TestCLI_RemovePeerAndTransfer(t *testing.T) {
+	e := newCLITestEnv(t)
+	if _, err := e.run(t, nil, "cluster", "remove-peer", "nope"); err == nil || !strings.Contains(err.Error(), "peer_not_found") {
+		t.Errorf("remove unknown: got %v", err)
+	}
+	if _, err := e.run(t, nil, "cluster", "remove-peer"); err == nil {
+		t.Error("remove-peer without id: got nil error")
+	}
+	if out := string(e.mustRun(t, nil, "cluster", "remove-peer", "node-3")); !strings.Contains(out, "Removed node-3") {
+		t.Errorf("remove: got %q", out)
+	}
+	if got := len(e.cluster.PeersSnapshot()); got != 2 {
+		t.Errorf("peers after removal: got %d, want 2", got)
+	}
+	if out := string(e.mustRun(t, nil, "cluster", "transfer-leadership", "node-2")); !strings.Contains(out, "transferred to node-2") {
+		t.Errorf("transfer: got %q", out)
+	}
+	res := cliJSON[map[string]any](t, e.mustRun(t, nil, "cluster", "transfer-leadership", "-o", "json"))
+	if res["transferred"] != true {
+		t.Errorf("transfer json: got %v", res)
+	}
+	if got := e.cluster.Transfers(); len(got) != 2 || got[0] != "node-2" || got[1] != "" {
+		t.Errorf("transfers: got %q", got)
 	}
 }

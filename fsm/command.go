@@ -54,6 +54,11 @@ const (
 	// CmdUpdatePrimary moves a multi-zone key's primary to one of its
 	// replica zones (UpdatePrimaryV1). Since v2.
 	CmdUpdatePrimary CommandType = 15
+	// CmdRemoveNode records that a node id was removed from the zone
+	// (RemoveNodeV1), so that every leader keeps it out and the node
+	// learns why. Proposed by the leader before it removes the voter.
+	// Since v3 (cluster administration).
+	CmdRemoveNode CommandType = 16
 )
 
 // CommandVersion1 is the only payload version so far.
@@ -227,4 +232,14 @@ type UpdatePrimaryV1 struct {
 	KeyRefV1
 	NewPrimary string `json:"new_primary"`
 	Force      bool   `json:"force,omitempty"`
+}
+
+// RemoveNodeV1 is the payload of CmdRemoveNode. The proposer sets
+// RemovedAt. Zone must be the FSM's zone (any zone for a single-zone
+// FSM). Recording an id already recorded changes nothing: the first
+// removal time stays.
+type RemoveNodeV1 struct {
+	NodeID    string `json:"node_id"`
+	Zone      string `json:"zone"`
+	RemovedAt int64  `json:"removed_at"` // unix ns
 }

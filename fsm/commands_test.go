@@ -342,6 +342,12 @@ func commandCases() []commandCase {
 			},
 		},
 		{
+			name:  "RemoveNode",
+			setup: setup(),
+			cmd:   step{CmdRemoveNode, RemoveNodeV1{NodeID: "n3", Zone: "zone-1", RemovedAt: t0}},
+			check: checkRemoveNode,
+		},
+		{
 			name: "ExpireIdempotency",
 			setup: setup(
 				step{CmdCreateKey, withToken(createKey("k1", orgA), "tok-1", t0+day)},
@@ -376,7 +382,7 @@ func TestFSM_Commands_CoverEveryType(t *testing.T) {
 			t.Errorf("command type %d has no case", typ)
 		}
 	}
-	for typ := CmdCreateKey; typ <= CmdUpdatePrimary; typ++ {
+	for typ := CmdCreateKey; typ <= CmdRemoveNode; typ++ {
 		if decoderFor(typ) == nil {
 			t.Errorf("command type %d has no decoder", typ)
 		}

@@ -59,6 +59,8 @@ type state struct {
 	bySeq       *btree.BTreeG[seqEntry] // the same entries ordered by sequence
 	replication map[string]ZoneProgress // per remote zone
 	pending     map[string]struct{}     // primary keys with a pending version
+
+	removedNodes map[string]RemovedNode // by node id, made on first use (nodes.go)
 }
 
 func newState(zone string) *state {
@@ -200,6 +202,8 @@ func decoderFor(t CommandType) func(json.RawMessage) (applyFunc, error) {
 		return binder(applySetReplicaZones)
 	case CmdUpdatePrimary:
 		return binder(applyUpdatePrimary)
+	case CmdRemoveNode:
+		return binder(applyRemoveNode)
 	}
 	return nil
 }

@@ -25,6 +25,7 @@ const (
 	recordIdempotency = "idempotency"
 	recordChange      = "change"
 	recordReplication = "replication"
+	recordRemovedNode = "removed_node"
 	recordEnd         = "end"
 )
 
@@ -49,6 +50,7 @@ type snapshotRecord struct {
 	Idempotency *IdempotencyRecord `json:"idempotency,omitempty"`
 	Change      *ChangeEntry       `json:"change,omitempty"`
 	Replication *ZoneProgress      `json:"replication,omitempty"`
+	RemovedNode *RemovedNode       `json:"removed_node,omitempty"`
 	Counts      *snapshotCounts    `json:"counts,omitempty"`
 }
 
@@ -58,6 +60,9 @@ type snapshotCounts struct {
 	Idempotency int `json:"idempotency"`
 	Changes     int `json:"changes,omitempty"`
 	Replication int `json:"replication,omitempty"`
+	// Omitted when zero, so a snapshot without removed nodes reads the
+	// same to a node that predates them.
+	RemovedNodes int `json:"removed_nodes,omitempty"`
 }
 
 // fsmSnapshot is a point-in-time copy of the state. Its maps are copies;
@@ -69,6 +74,7 @@ type fsmSnapshot struct {
 	idem       map[string]IdempotencyRecord
 	changes    map[string]ChangeEntry
 	repl       map[string]ZoneProgress
+	removed    map[string]RemovedNode
 	header     snapshotHeader
 }
 
@@ -83,6 +89,7 @@ func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 		idem:       maps.Clone(f.st.idem),
 		changes:    maps.Clone(f.st.changes),
 		repl:       maps.Clone(f.st.replication),
+		removed:    maps.Clone(f.st.removedNodes),
 		header: snapshotHeader{Format: SnapshotFormat, Index: f.st.index, Term: f.st.term,
 			ChangeSeq: f.st.changeSeq},
 	}, nil
@@ -141,8 +148,14 @@ func (s *fsmSnapshot) write(w io.Writer) error {
 			return err
 		}
 	}
+	for _, id := range slices.Sorted(maps.Keys(s.removed)) {
+		r := s.removed[id]
+		if err := enc.Encode(snapshotRecord{Type: recordRemovedNode, RemovedNode: &r}); err != nil {
+			return err
+		}
+	}
 	end := snapshotCounts{Keys: len(s.keys), Tombstones: len(s.tombstones), Idempotency: len(s.idem),
-		Changes: len(s.changes), Replication: len(s.repl)}
+		Changes: len(s.changes), Replication: len(s.repl), RemovedNodes: len(s.removed)}
 	if err := enc.Encode(snapshotRecord{Type: recordEnd, Counts: &end}); err != nil {
 		return err
 	}
@@ -254,10 +267,23 @@ func readSnapshot(r io.Reader, zone string) (*state, error) {
 			}
 			z.Zone = intern(z.Zone)
 			st.replication[z.Zone] = *z
+		case recordRemovedNode:
+			r := rec.RemovedNode
+			if r == nil || r.NodeID == "" {
+				return nil, fmt.Errorf("removed node record without node id: %w", errSnapshot)
+			}
+			if _, dup := st.removedNodes[r.NodeID]; dup {
+				return nil, fmt.Errorf("duplicate removed node %q: %w", r.NodeID, errSnapshot)
+			}
+			if st.removedNodes == nil {
+				st.removedNodes = make(map[string]RemovedNode)
+			}
+			r.Zone = intern(r.Zone)
+			st.removedNodes[r.NodeID] = *r
 		case recordEnd:
 			c := rec.Counts
 			got := snapshotCounts{Keys: len(st.keys), Tombstones: len(st.tombstones), Idempotency: len(st.idem),
-				Changes: len(st.changes), Replication: len(st.replication)}
+				Changes: len(st.changes), Replication: len(st.replication), RemovedNodes: len(st.removedNodes)}
 			if c == nil || *c != got {
 				return nil, fmt.Errorf("end record counts %+v, read %+v: %w", c, got, errSnapshot)
 			}

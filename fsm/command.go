@@ -59,6 +59,11 @@ const (
 	// learns why. Proposed by the leader before it removes the voter.
 	// Since v3 (cluster administration).
 	CmdRemoveNode CommandType = 16
+	// CmdRenumberChanges moves the zone's change log above a sequence
+	// (RenumberChangesV1): after a restore from a backup, the other zones
+	// have applied sequences the restored log hands out again, so every
+	// entry is logged anew above them. Since v3.
+	CmdRenumberChanges CommandType = 17
 )
 
 // CommandVersion1 is the only payload version so far.

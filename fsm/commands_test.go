@@ -342,6 +342,16 @@ func commandCases() []commandCase {
 			},
 		},
 		{
+			name: "RenumberChanges",
+			setup: setup(
+				step{CmdCreateKey, withReplicas(createKey("k1", orgA), "zone-2")},
+				step{CmdCreateKey, withReplicas(createKey("k4", orgA), "zone-2")},
+				step{CmdRotateKey, rotate("k1", orgA, 2, t0)},
+			),
+			cmd:   step{CmdRenumberChanges, RenumberChangesV1{Above: 100}},
+			check: checkRenumberChanges,
+		},
+		{
 			name:  "RemoveNode",
 			setup: setup(),
 			cmd:   step{CmdRemoveNode, RemoveNodeV1{NodeID: "n3", Zone: "zone-1", RemovedAt: t0}},
@@ -382,7 +392,7 @@ func TestFSM_Commands_CoverEveryType(t *testing.T) {
 			t.Errorf("command type %d has no case", typ)
 		}
 	}
-	for typ := CmdCreateKey; typ <= CmdRemoveNode; typ++ {
+	for typ := CmdCreateKey; typ <= CmdRenumberChanges; typ++ {
 		if decoderFor(typ) == nil {
 			t.Errorf("command type %d has no decoder", typ)
 		}

@@ -204,6 +204,8 @@ func decoderFor(t CommandType) func(json.RawMessage) (applyFunc, error) {
 		return binder(applyUpdatePrimary)
 	case CmdRemoveNode:
 		return binder(applyRemoveNode)
+	case CmdRenumberChanges:
+		return binder(applyRenumberChanges)
 	}
 	return nil
 }

@@ -65,6 +65,9 @@ type Config struct {
 	// LeaderWait bounds how long a proposal waits for a leader to be
 	// known before failing with ErrNoLeader.
 	LeaderWait time.Duration
+	// MaxSnapshotBytes bounds the state of an archive given to
+	// RestoreSnapshot; 0 means DefaultMaxSnapshotBytes.
+	MaxSnapshotBytes int64
 	// GossipProfile is "lan" (default) or "local" (loopback dev and
 	// tests: faster failure detection).
 	GossipProfile string

@@ -653,6 +653,11 @@ type Cluster struct {
 	PeersErr    error
 	RemoveErr   error
 	TransferErr error
+	// Archive is what SaveSnapshot returns; RestoreSnapshot checks the
+	// uploaded archive's layout and checksums (not its MAC, which needs
+	// the root key) and records it in Restored.
+	Archive  []byte
+	Restored []byte
 
 	mu sync.Mutex
 	// transfers records the ids TransferLeadership was asked for.

@@ -329,9 +329,11 @@ const (
 	CodeRotationPending  = "rotation_pending" // the previous rotation still waits for replica zones
 	CodeDecryptFailed    = "decrypt_failed"
 	CodePayloadTooLarge  = "payload_too_large"
-	CodePeerNotFound     = "peer_not_found" // no voter with this id in the zone
-	CodeLastVoter        = "last_voter"     // removing it would leave the zone without voters
-	CodePeerIsLeader     = "peer_is_leader" // transfer leadership before removing the leader
+	CodePeerNotFound     = "peer_not_found"    // no voter with this id in the zone
+	CodeLastVoter        = "last_voter"        // removing it would leave the zone without voters
+	CodePeerIsLeader     = "peer_is_leader"    // transfer leadership before removing the leader
+	CodeInvalidSnapshot  = "invalid_snapshot"  // not a snapshot archive, or it fails a checksum or its MAC
+	CodeSnapshotMismatch = "snapshot_mismatch" // the archive is of another root key or zone
 	CodeUnavailable      = "unavailable"
 	CodeTimeout          = "timeout"
 	CodeCanceled         = "canceled"

@@ -48,6 +48,7 @@ func newClusterCommand(g *cliGlobal) *cobra.Command {
 	})
 	cmd.AddCommand(newPeersCommand(g), newRemovePeerCommand(g), newTransferLeadershipCommand(g))
 	cmd.AddCommand(newVerifyCommand(g))
+	cmd.AddCommand(newSnapshotCommand(g))
 	return cmd
 }
 

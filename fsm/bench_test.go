@@ -3,14 +3,14 @@ package fsm
 import (
 	"bytes"
 	"fmt"
-	"runtime"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 )
 
-func benchFSM() *FSM { return New(hclog.NewNullLogger()) }
+func benchFSM() *FSM { return New(hclog.NewNullLogger(), WithZone("zone-1")) }
 
 // benchID spreads ids like random key ids do.
 func benchID(i int) string { return fmt.Sprintf("%08x-%06d", uint32(i)*2654435761, i) }
@@ -87,6 +87,60 @@ func BenchmarkApply(b *testing.B) {
 			}
 		}
 	})
+	b.Run("update", func(b *testing.B) {
+		f := benchFSM()
+		const keys = 1000
+		buildKeys(b, f, keys, 1)
+		steps := make([]step, b.N)
+		for i := range steps {
+			desc := fmt.Sprintf("description %d", i)
+			steps[i] = step{CmdUpdateKey, UpdateKeyV1{KeyRefV1: ref(benchID(i%keys), orgA, t0), Description: &desc}}
+		}
+		benchSteps(b, f, steps)
+	})
+	b.Run("protect-unprotect", func(b *testing.B) {
+		f := benchFSM()
+		const keys = 1000
+		buildKeys(b, f, keys, 1)
+		steps := make([]step, b.N)
+		for i := range steps {
+			typ := CmdProtectKey
+			if (i/keys)%2 == 1 {
+				typ = CmdUnprotectKey
+			}
+			steps[i] = step{typ, ref(benchID(i%keys), orgA, t0)}
+		}
+		benchSteps(b, f, steps)
+	})
+	b.Run("schedule-cancel-deletion", func(b *testing.B) {
+		f := benchFSM()
+		const keys = 1000
+		buildKeys(b, f, keys, 1)
+		steps := make([]step, b.N)
+		for i := range steps {
+			id := benchID(i % keys)
+			switch (i / keys) % 3 {
+			case 0:
+				steps[i] = step{CmdScheduleDeletion, scheduleDeletion(id, orgA, t0, t0+int64(7*24*time.Hour))}
+			case 1:
+				steps[i] = step{CmdCancelDeletion, ref(id, orgA, t0)}
+			default: // cancel leaves the key disabled
+				steps[i] = step{CmdEnableKey, ref(id, orgA, t0)}
+			}
+		}
+		benchSteps(b, f, steps)
+	})
+	b.Run("set-replica-zones", func(b *testing.B) {
+		f := benchFSM()
+		const keys = 1000
+		buildKeys(b, f, keys, 1)
+		sets := [][]string{{"zone-2"}, {"zone-2", "zone-3"}}
+		steps := make([]step, b.N)
+		for i := range steps {
+			steps[i] = step{CmdSetReplicaZones, SetReplicaZonesV1{KeyRefV1: ref(benchID(i%keys), orgA, t0), ReplicaZones: sets[(i/keys)%2]}}
+		}
+		benchSteps(b, f, steps)
+	})
 	b.Run("enable-disable", func(b *testing.B) {
 		f := benchFSM()
 		const keys = 1000
@@ -110,78 +164,15 @@ func BenchmarkApply(b *testing.B) {
 	})
 }
 
-// countingSink discards what it is given.
-type countingSink struct{ n int }
-
-func (s *countingSink) Write(p []byte) (int, error) { s.n += len(p); return len(p), nil }
-func (s *countingSink) ID() string                  { return "count" }
-func (s *countingSink) Cancel() error               { return nil }
-func (s *countingSink) Close() error                { return nil }
-
-// BenchmarkSnapshotRestore persists and restores 100k keys of 3 versions.
-func BenchmarkSnapshotRestore(b *testing.B) {
-	const n = 100_000
-	f := benchFSM()
-	buildKeys(b, f, n, 3)
-	b.Run("snapshot", func(b *testing.B) {
-		for i := 0; i < b.N; i++ {
-			snap, err := f.Snapshot()
-			if err != nil {
-				b.Fatal(err)
-			}
-			snap.Release()
+// benchSteps encodes steps, then applies them as the measured part.
+func benchSteps(b *testing.B, f *FSM, steps []step) {
+	b.Helper()
+	logs := encodeLogs(b, f.AppliedIndex()+1, steps)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for _, l := range logs {
+		if res := f.Apply(l).(Result); res.Err != nil {
+			b.Fatal(res.Err)
 		}
-	})
-	data := snapshotBytes(b, f)
-	b.Run("persist", func(b *testing.B) {
-		for i := 0; i < b.N; i++ {
-			snap, err := f.Snapshot()
-			if err != nil {
-				b.Fatal(err)
-			}
-			var sink countingSink
-			if err := snap.Persist(&sink); err != nil {
-				b.Fatal(err)
-			}
-			snap.Release()
-		}
-		b.ReportMetric(float64(len(data)), "bytes")
-		b.ReportMetric(float64(len(data))/n, "bytes/key")
-	})
-	b.Run("restore", func(b *testing.B) {
-		for i := 0; i < b.N; i++ {
-			g := benchFSM()
-			if err := restoreBytes(g, data); err != nil {
-				b.Fatal(err)
-			}
-			if g.KeyCount() != n {
-				b.Fatalf("restored %d keys", g.KeyCount())
-			}
-		}
-	})
-	b.Run("list-page", func(b *testing.B) {
-		after := benchID(n / 2)
-		for i := 0; i < b.N; i++ {
-			keys, _ := f.ListKeys(ListQuery{Organization: orgA, AfterID: after, Limit: 100, Tag: "team-a"})
-			if len(keys) != 100 {
-				b.Fatalf("page of %d", len(keys))
-			}
-		}
-	})
-}
-
-// BenchmarkHeapPerKey reports the live heap per key with 3 versions.
-func BenchmarkHeapPerKey(b *testing.B) {
-	const n = 100_000
-	for i := 0; i < b.N; i++ {
-		var before, after runtime.MemStats
-		runtime.GC()
-		runtime.ReadMemStats(&before)
-		f := benchFSM()
-		buildKeys(b, f, n, 3)
-		runtime.GC()
-		runtime.ReadMemStats(&after)
-		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/n, "heap-bytes/key")
-		runtime.KeepAlive(f)
 	}
 }

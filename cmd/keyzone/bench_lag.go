@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/keyzone/keyzone/api/wire"
+	"github.com/keyzone/keyzone/bench"
 	"github.com/keyzone/keyzone/client"
 )
 
@@ -59,7 +60,8 @@ The zones are read from KEYZONE_TOKEN and KEYZONE_ADDR_ZONE_* in --env-file (as
   keyzone dev lag-bench --env-file .dev/env --rotations 100`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runLagBench(cliContext(cmd), cmd.OutOrStdout(), f)
+			_, err := runLagBench(cliContext(cmd), cmd.OutOrStdout(), f)
+			return err
 		},
 	}
 	fl := cmd.Flags()
@@ -80,17 +82,19 @@ type benchNode struct {
 	c        *client.Client
 }
 
-func runLagBench(ctx context.Context, out io.Writer, f lagBenchFlags) error {
+// runLagBench runs the bench, prints its tables, and returns the lags of
+// the rotations: to the replica zones' env nodes, and to every node.
+func runLagBench(ctx context.Context, out io.Writer, f lagBenchFlags) ([]bench.Lag, error) {
 	if f.rotations < 1 {
-		return errors.New("--rotations must be at least 1")
+		return nil, errors.New("--rotations must be at least 1")
 	}
 	env, err := lagBenchEnv(ctx, f)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	nodes, err := lagBenchNodes(ctx, env)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	var primary *benchNode
 	var replicas []string
@@ -103,10 +107,10 @@ func runLagBench(ctx context.Context, out io.Writer, f lagBenchFlags) error {
 		}
 	}
 	if primary == nil {
-		return fmt.Errorf("no address of the primary zone %s (KEYZONE_ADDR_%s)", f.primary, envZone(f.primary))
+		return nil, fmt.Errorf("no address of the primary zone %s (KEYZONE_ADDR_%s)", f.primary, envZone(f.primary))
 	}
 	if len(replicas) == 0 {
-		return errors.New("only one zone: start `keyzone dev --zones 3`")
+		return nil, errors.New("only one zone: start `keyzone dev --zones 3`")
 	}
 	slices.Sort(replicas)
 
@@ -128,22 +132,22 @@ func runLagBench(ctx context.Context, out io.Writer, f lagBenchFlags) error {
 	for i := range f.creates {
 		k, acked, err := create(fmt.Sprintf("lag-bench-%d-create-%d", run, i+1))
 		if err != nil {
-			return err
+			return nil, err
 		}
 		l, err := pollNodes(ctx, nodes, k.ID, 1, f.poll, acked, f.timeout, true, nil)
 		if err != nil {
-			return fmt.Errorf("new key %d: %w", i+1, err)
+			return nil, fmt.Errorf("new key %d: %w", i+1, err)
 		}
 		createLags = append(createLags, l)
 	}
 	k, acked, err := create(fmt.Sprintf("lag-bench-%d", run))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	fmt.Fprintf(out, "rotating key %s\n", k.ID)
 	// Start once every node encrypts with the first version.
 	if _, err := pollNodes(ctx, nodes, k.ID, 1, f.poll, acked, f.timeout, true, nil); err != nil {
-		return fmt.Errorf("waiting for the new key in every zone: %w", err)
+		return nil, fmt.Errorf("waiting for the new key in every zone: %w", err)
 	}
 
 	// lags[i][j]: rotation i, node j, from the rotation's acknowledgement
@@ -156,20 +160,20 @@ func runLagBench(ctx context.Context, out io.Writer, f lagBenchFlags) error {
 	version := k.CurrentVersion
 	for i := range f.rotations {
 		if ctx.Err() != nil {
-			return ctx.Err()
+			return nil, ctx.Err()
 		}
 		start := time.Now()
 		r, err := primary.c.RotateKey(ctx, k.ID)
 		acked := time.Now()
 		if err != nil {
-			return fmt.Errorf("rotation %d: %w", i+1, err)
+			return nil, fmt.Errorf("rotation %d: %w", i+1, err)
 		}
 		version++
 		switch {
 		case r.PendingVersion == version:
 			pending++
 		case r.CurrentVersion != version:
-			return fmt.Errorf("rotation %d answered current %d pending %d, want version %d", i+1, r.CurrentVersion, r.PendingVersion, version)
+			return nil, fmt.Errorf("rotation %d answered current %d pending %d, want version %d", i+1, r.CurrentVersion, r.PendingVersion, version)
 		}
 		calls = append(calls, acked.Sub(start))
 		// The first ciphertext the primary zone makes under the new
@@ -193,7 +197,7 @@ func runLagBench(ctx context.Context, out io.Writer, f lagBenchFlags) error {
 		}
 		l, err := pollNodes(ctx, nodes, k.ID, version, f.poll, acked, f.timeout, false, check)
 		if err = errors.Join(append([]error{err}, undecryptable...)...); err != nil {
-			return fmt.Errorf("rotation %d: %w", i+1, err)
+			return nil, fmt.Errorf("rotation %d: %w", i+1, err)
 		}
 		lags = append(lags, l)
 		if (i+1)%25 == 0 {
@@ -205,23 +209,32 @@ func runLagBench(ctx context.Context, out io.Writer, f lagBenchFlags) error {
 	fmt.Fprintf(out, "Lag = from the rotate call's return in %s until an encrypt answers with the new version.\n\n", f.primary)
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "\tp50\tp99\tmax\t")
+	var result []bench.Lag
+	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 	row := func(name string, d []time.Duration) {
 		slices.Sort(d)
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t\n", name, fmtDur(quantile(d, 0.50)), fmtDur(quantile(d, 0.99)), fmtDur(d[len(d)-1]))
 	}
+	rotationRow := func(name string, d []time.Duration) {
+		row(name, d)
+		zones := map[string]string{"replica zones (every node)": "replica zones", "every node of every zone": "every node"}[name]
+		if zones != "" {
+			result = append(result, bench.Lag{Rotations: len(d), Zones: zones, P50ms: ms(quantile(d, 0.50)), P99ms: ms(quantile(d, 0.99)), Maxms: ms(d[len(d)-1])})
+		}
+	}
 	row("rotate call ("+primary.id+")", calls)
-	lagRows(row, nodes, lags, f.primary, replicas)
+	lagRows(rotationRow, nodes, lags, f.primary, replicas)
 	if err := tw.Flush(); err != nil {
-		return err
+		return nil, err
 	}
 	if len(createLags) == 0 {
-		return nil
+		return result, nil
 	}
 	fmt.Fprintf(out, "\n%d new keys: lag = from the create call's return in %s until an encrypt with the key succeeds.\n\n", len(createLags), f.primary)
 	tw = tabwriter.NewWriter(out, 0, 4, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "\tp50\tp99\tmax\t")
 	lagRows(row, nodes, createLags, f.primary, replicas)
-	return tw.Flush()
+	return result, tw.Flush()
 }
 
 // lagRows adds the rows of lags (per sample, per node) to a table: per
@@ -253,6 +266,7 @@ func lagRows(row func(string, []time.Duration), nodes []*benchNode, lags [][]tim
 		row(z+" (every node)", worst(func(n *benchNode) bool { return n.zone == z }))
 	}
 	row("replica zones (env nodes)", worst(func(n *benchNode) bool { return n.envNode && n.zone != primary }))
+	row("replica zones (every node)", worst(func(n *benchNode) bool { return n.zone != primary }))
 	row("every node of every zone", worst(func(*benchNode) bool { return true }))
 }
 

@@ -24,7 +24,7 @@ func newRootCommand() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newServerCommand(), newDevCommand())
+	root.AddCommand(newServerCommand(), newDevCommand(), newBenchCommand())
 	addClientCommands(root)
 	return root
 }

@@ -52,6 +52,9 @@ func (n *Node) Status(ctx context.Context) (Status, error) {
 // Health reports the node live (it answers) and ready when it knows a
 // leader that it heard from recently, or leads itself.
 func (n *Node) Health(ctx context.Context) Health {
+	if r := n.removedReason(); r != "" {
+		return Health{Live: true, Reason: r}
+	}
 	h := Health{Live: true}
 	switch {
 	case n.raft.State() == raft.Leader:

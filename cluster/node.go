@@ -50,9 +50,12 @@ type Node struct {
 	// readyTerm is the term whose Barrier this node passed as leader, 0
 	// when none: a leader is ready only while it still leads in that term.
 	readyTerm uint64
-	// removed holds the ids this node removed while leading; its
-	// reconcile loop does not add them back (see RemovePeer).
-	removed map[string]bool
+	// removal is this node's own removal record once it learns of it
+	// (removed.go); the node then stays out of the zone.
+	removal atomic.Pointer[fsm.RemovedNode]
+
+	// restoreMu lets one snapshot restore run at a time.
+	restoreMu sync.Mutex
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -182,10 +185,14 @@ func (n *Node) Start() error {
 			p.joinLoop(n.ctx, n.cfg.Join)
 		}()
 	}
-	n.wg.Add(2)
+	n.wg.Add(3)
 	go func() {
 		defer n.wg.Done()
 		n.bootstrapLoop()
+	}()
+	go func() {
+		defer n.wg.Done()
+		n.removalLoop()
 	}()
 	go func() {
 		defer n.wg.Done()
@@ -274,7 +281,7 @@ func (n *Node) bootstrapLoop() {
 			return
 		case <-ticker.C:
 		}
-		if n.hasRaftState() {
+		if n.hasRaftState() || n.removal.Load() != nil {
 			return
 		}
 		members := n.pool.Load().zoneMembers(n.cfg.Zone)
@@ -432,8 +439,9 @@ func (n *Node) setReadyTerm(term uint64) {
 }
 
 // reconcileLoop adds every live pool member of this zone that is not yet
-// a voter, but those this node removed with RemovePeer. Only the leader
-// turns membership into Raft configuration.
+// a voter, but those in the zone's removed set, and removes the voters in
+// that set (a removal whose RemoveServer a leader change cut short). Only
+// the leader turns membership into Raft configuration.
 func (n *Node) reconcileLoop(ctx context.Context) {
 	ticker := time.NewTicker(500 * time.Millisecond)
 	defer ticker.Stop()
@@ -457,16 +465,20 @@ func (n *Node) reconcile(p *pool) {
 	if f.Error() != nil {
 		return
 	}
+	removed := n.removedSet()
 	voters := map[raft.ServerID]raft.ServerAddress{}
 	for _, s := range f.Configuration().Servers {
 		voters[s.ID] = s.Address
+		if removed[s.ID] && s.ID != raft.ServerID(n.cfg.NodeID) {
+			n.logger.Info("removing voter recorded as removed", "node", s.ID)
+			if err := n.await(n.raft.RemoveServer(s.ID, 0, n.cfg.ApplyTimeout)); err != nil {
+				n.logger.Warn("remove voter failed", "node", s.ID, "error", err)
+			}
+		}
 	}
 	for _, m := range p.zoneMembers(n.cfg.Zone) {
 		addr, ok := voters[raft.ServerID(m.ID)]
-		if ok && addr == raft.ServerAddress(m.RaftAddress) {
-			continue
-		}
-		if n.isRemoved(m.ID) {
+		if (ok && addr == raft.ServerAddress(m.RaftAddress)) || removed[raft.ServerID(m.ID)] {
 			continue
 		}
 		n.logger.Info("adding voter", "node", m.ID, "raft_address", m.RaftAddress)

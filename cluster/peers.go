@@ -18,8 +18,8 @@ import (
 var (
 	ErrUnknownPeer = errors.New("cluster: no voter with this id in the zone")
 	ErrLastVoter   = errors.New("cluster: refusing to remove the zone's last voter")
-	// ErrRemoveLeader: the leader keeps the set of removed ids in memory,
-	// so it does not remove itself; transfer leadership first.
+	// ErrRemoveLeader: removing the leader would start an election the
+	// operator did not choose; transfer leadership first.
 	ErrRemoveLeader   = errors.New("cluster: refusing to remove the leader; transfer leadership first")
 	ErrTransferFailed = errors.New("cluster: leadership transfer did not complete")
 )
@@ -168,14 +168,14 @@ type transferRequest struct {
 // RemovePeer removes the voter id from the zone's Raft configuration. Any
 // node accepts it and forwards it to the leader. It refuses an id that is
 // not a voter (ErrUnknownPeer), the last voter (ErrLastVoter) and the
-// leader itself (ErrRemoveLeader).
+// leader itself (ErrRemoveLeader). Removing an id already removed
+// succeeds.
 //
-// Stop the node before removing it. The leader remembers removed ids in
-// memory and its reconcile loop does not add them back while they are
-// still in the gossip pool; a new leader does not know them, so a removed
-// node still running would be added again after a leader change. A
-// removed node rejoins the zone only under a new node id with a wiped
-// data dir.
+// The leader first records the id in the zone's removed set (in the log,
+// so every later leader has it too), then calls RemoveServer. No leader
+// adds an id of the set back, and a node started under it refuses to
+// rejoin and says why: a removed node comes back only under a new node id
+// with a wiped data dir.
 func (n *Node) RemovePeer(ctx context.Context, id string) error {
 	body, err := json.Marshal(removePeerRequest{ID: id})
 	if err != nil {
@@ -243,6 +243,11 @@ func (n *Node) removePeerLocal(id string) error {
 		return err
 	}
 	if _, ok := voters[raft.ServerID(id)]; !ok {
+		if _, done := n.fsm.RemovedNode(id); done {
+			// A retry of a removal that went through, or that a new
+			// leader's reconcile finished.
+			return nil
+		}
 		return fmt.Errorf("remove peer %s: %w", id, ErrUnknownPeer)
 	}
 	if len(voters) == 1 {
@@ -251,33 +256,18 @@ func (n *Node) removePeerLocal(id string) error {
 	if id == n.cfg.NodeID {
 		return fmt.Errorf("remove peer %s: %w", id, ErrRemoveLeader)
 	}
-	// Marked before the change, so that a reconcile round that reads the
-	// new configuration already skips it.
-	n.mu.Lock()
-	if n.removed == nil {
-		n.removed = map[string]bool{}
-	}
-	n.removed[id] = true
-	n.mu.Unlock()
 	n.logger.Info("removing voter", "node", id)
-	err = n.await(n.raft.RemoveServer(raft.ServerID(id), 0, n.cfg.ApplyTimeout))
-	if err == nil {
-		return nil
+	// Recorded before the change, so that no reconcile round, on this
+	// leader or a later one, reads the new configuration without it. If
+	// leadership is lost after the record committed, the next leader's
+	// reconcile removes the voter.
+	if err := n.recordRemoval(id); err != nil {
+		return err
 	}
-	err = mapRaftError(err)
-	if errors.Is(err, errNotLeader) {
-		// Never reached the log: the next leader may be asked again.
-		n.mu.Lock()
-		delete(n.removed, id)
-		n.mu.Unlock()
+	if err := n.await(n.raft.RemoveServer(raft.ServerID(id), 0, n.cfg.ApplyTimeout)); err != nil {
+		return mapRaftError(err)
 	}
-	return err
-}
-
-func (n *Node) isRemoved(id string) bool {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return n.removed[id]
+	return nil
 }
 
 func (n *Node) transferLocal(id string) error {

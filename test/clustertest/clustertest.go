@@ -9,6 +9,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -342,6 +343,18 @@ func (c *Cluster) Restart(n *Node) {
 	n.mu.Lock()
 	n.srv = srv
 	n.mu.Unlock()
+}
+
+// Wipe deletes the data dir of a stopped node, as replacing its disk
+// would: Restart then starts it empty, under the same id and addresses.
+func (c *Cluster) Wipe(n *Node) {
+	c.t.Helper()
+	if n.Server() != nil {
+		c.t.Fatalf("wipe %s: stop it first", n.ID)
+	}
+	if err := os.RemoveAll(n.Dir); err != nil {
+		c.t.Fatalf("wipe %s: %v", n.ID, err)
+	}
 }
 
 // Zone is the zone's name.

@@ -1,0 +1,171 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"github.com/keyzone/keyzone/fsm"
+)
+
+// A removed node id stays out of its zone for good, whichever node leads:
+// the leader records the removal in the log (fsm.CmdRemoveNode) before it
+// removes the voter, every leader's reconcile loop skips the ids of that
+// set, and a node learns that its own id is in it either from its own
+// state or, when it was stopped before the record reached it (the usual
+// case), from a live node of its zone. See DESIGN.md, "Removed nodes".
+
+const (
+	// internalRemovedNode answers whether a node id was removed from the
+	// zone (GET ?id=), with the removal record.
+	internalRemovedNode = "/v1/internal/removed-node"
+
+	// removedCheckInterval is how often a node looks for its own removal.
+	removedCheckInterval = time.Second
+	// removedAskTimeout bounds the question to one peer.
+	removedAskTimeout = time.Second
+)
+
+// removedNodeResponse is a node's answer to internalRemovedNode: the
+// removal record of the id asked about, nil when its state has none.
+type removedNodeResponse struct {
+	Removed *fsm.RemovedNode `json:"removed,omitempty"`
+}
+
+// recordRemoval commits the removal of id to the log, on the leader. The
+// record comes before RemoveServer so that no leader, this one or a
+// later one, ever sees the id out of the configuration but not in the
+// set: reconcile would add it back.
+func (n *Node) recordRemoval(id string) error {
+	cmd, err := fsm.NewCommand(fsm.CmdRemoveNode, fsm.RemoveNodeV1{
+		NodeID: id, Zone: n.cfg.Zone, RemovedAt: time.Now().UnixNano(),
+	})
+	if err != nil {
+		return err
+	}
+	data, err := cmd.Encode()
+	if err != nil {
+		return err
+	}
+	res, _, err := n.applyLocal(data)
+	if err != nil {
+		return fmt.Errorf("record removal of %s: %w", id, err)
+	}
+	if res.Err != nil {
+		return fmt.Errorf("record removal of %s: %w", id, res.Err)
+	}
+	return nil
+}
+
+// removedSet returns the ids of the zone's removed nodes.
+func (n *Node) removedSet() map[raft.ServerID]bool {
+	out := map[raft.ServerID]bool{}
+	for _, r := range n.fsm.RemovedNodes() {
+		out[raft.ServerID(r.NodeID)] = true
+	}
+	return out
+}
+
+// removedReason says why this node is out of its zone, or "" while it is
+// not known to be removed.
+func (n *Node) removedReason() string {
+	r := n.removal.Load()
+	if r == nil {
+		return ""
+	}
+	return fmt.Sprintf("node %s was removed from %s at %s: it cannot rejoin under this id; wipe its data dir and start it under a new node id",
+		r.NodeID, r.Zone, time.Unix(0, r.RemovedAt).UTC().Format(time.RFC3339))
+}
+
+// Removed returns the record of this node's removal from its zone, once
+// the node knows of it.
+func (n *Node) Removed() (fsm.RemovedNode, bool) {
+	if r := n.removal.Load(); r != nil {
+		return *r, true
+	}
+	return fsm.RemovedNode{}, false
+}
+
+// removalLoop looks for this node's id in the removed set: at start, then
+// every removedCheckInterval, in its own state and, while it knows no
+// leader, in the state of each live node of its zone. A removed node
+// stopped before the record reached it has only stale state, and nobody
+// sends it entries any more: without a leader it asks. A member of the
+// zone that knows its leader is a voter, and learns a later removal of
+// its own from its log.
+func (n *Node) removalLoop() {
+	ticker := time.NewTicker(removedCheckInterval)
+	defer ticker.Stop()
+	for {
+		if r, ok := n.findRemoval(); ok {
+			n.refuse(r)
+			return
+		}
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-ticker.C:
+		}
+	}
+}
+
+func (n *Node) findRemoval() (fsm.RemovedNode, bool) {
+	if r, ok := n.fsm.RemovedNode(n.cfg.NodeID); ok {
+		return r, true
+	}
+	if _, leader := n.raft.LeaderWithID(); leader != "" {
+		return fsm.RemovedNode{}, false
+	}
+	p := n.pool.Load()
+	if p == nil {
+		return fsm.RemovedNode{}, false
+	}
+	path := internalRemovedNode + "?id=" + url.QueryEscape(n.cfg.NodeID)
+	for _, m := range p.zoneMembers(n.cfg.Zone) {
+		if m.ID == n.cfg.NodeID {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(n.ctx, removedAskTimeout)
+		var out removedNodeResponse
+		err := n.callPeer(ctx, m, http.MethodGet, path, nil, &out)
+		cancel()
+		if err != nil {
+			n.logger.Debug("cannot ask peer about removal", "node", m.ID, "error", err)
+			continue
+		}
+		if out.Removed != nil && out.Removed.NodeID == n.cfg.NodeID {
+			return *out.Removed, true
+		}
+	}
+	return fsm.RemovedNode{}, false
+}
+
+// refuse takes this node out of the zone for good: it stops its Raft
+// instance, so it neither campaigns with a stale configuration nor
+// answers votes, and stays up only to say why (health, log). Removed
+// peers are already refused by the voters' own vote checks; stopping
+// spares them a stream of refused pre-votes.
+func (n *Node) refuse(r fsm.RemovedNode) {
+	n.removal.Store(&r)
+	n.logger.Error("this node was removed from its zone and will not rejoin it; wipe its data dir and start it under a new node id",
+		"node", r.NodeID, "zone", r.Zone, "removed_at", time.Unix(0, r.RemovedAt).UTC().Format(time.RFC3339))
+	if err := n.raft.Shutdown().Error(); err != nil {
+		n.logger.Warn("stopping raft of a removed node", "error", err)
+	}
+}
+
+func (n *Node) handleRemovedNode(w http.ResponseWriter, r *http.Request) {
+	id := r.URL.Query().Get("id")
+	if id == "" {
+		writeInternal(w, http.StatusBadRequest, internalError{Code: "bad_request"})
+		return
+	}
+	var out removedNodeResponse
+	if rec, ok := n.fsm.RemovedNode(id); ok {
+		out.Removed = &rec
+	}
+	writeInternal(w, http.StatusOK, out)
+}

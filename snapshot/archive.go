@@ -218,7 +218,15 @@ func Read(r io.Reader, state io.Writer, opts ReadOptions) (Meta, error) {
 		}
 	}
 	if _, err := tr.Next(); err != io.EOF {
+		if err != nil {
+			return Meta{}, readError("the archive", err)
+		}
 		return Meta{}, invalid("unexpected content after %s", MACFile)
+	}
+	// The rest of the gzip stream holds its own checksum, which only
+	// reading to its end checks.
+	if _, err := io.Copy(io.Discard, gz); err != nil {
+		return Meta{}, readError("the archive", err)
 	}
 	return meta, nil
 }

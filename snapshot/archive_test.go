@@ -102,9 +102,10 @@ func TestArchive_RefusesDamage(t *testing.T) {
 		data []byte
 		want string
 	}{
-		"empty":     {nil, "not gzip"},
-		"not gzip":  {[]byte("hello"), "not gzip"},
-		"truncated": {good[:len(good)/2], "truncated"},
+		"empty":            {nil, "not gzip"},
+		"not gzip":         {[]byte("hello"), "not gzip"},
+		"truncated":        {good[:len(good)/2], "truncated"},
+		"gzip trailer cut": {good[:len(good)-4], "truncated"},
 		"state flipped": {rewrite(t, good, func(f map[string][]byte) []string {
 			f[StateFile][3] ^= 1
 			return nil

@@ -90,5 +90,6 @@ up: image ## start three zones of three nodes in docker, wait healthy, write .e2
 down: ## stop the docker environment and remove its containers, networks and volumes
 	$(KZ_COMPOSE) down -v --remove-orphans
 
-e2e: image ## end-to-end test against nine containers (its own compose project, removed after)
-	KZ_IMAGE=$(IMAGE) KZ_COMPOSE="$(COMPOSE)" $(GO) test -tags e2e ./test/e2e/ -v -count=1 -timeout 30m
+e2e: image ## end-to-end fault suite against nine containers (its own compose project, removed after, even on failure)
+	@status=0; KZ_IMAGE=$(IMAGE) KZ_COMPOSE="$(COMPOSE)" $(GO) test -tags e2e ./test/e2e/ -v -count=1 -timeout 25m || status=$$?; \
+	deploy/e2e-clean.sh kze2e; exit $$status

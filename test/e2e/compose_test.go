@@ -12,16 +12,21 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/keyzone/keyzone/client"
+	"github.com/keyzone/keyzone/client/verify"
 )
 
 // projectPrefix names every compose project this suite makes; leftovers of
@@ -59,7 +64,8 @@ type env struct {
 	port    string
 	token   string
 	clients map[string]*client.Client
-	ids     map[string]string // container id by service, cached: each compose call costs a second
+	probes  map[string]*client.Client // short timeout: for polling while nodes are paused or cut off
+	ids     map[string]string         // container id by service, cached: each compose call costs a second
 }
 
 func repoRoot(t *testing.T) string {
@@ -160,6 +166,7 @@ func startEnv(t *testing.T) *env {
 		port:    getenv("KZ_E2E_PORT", "183"),
 		token:   token,
 		clients: map[string]*client.Client{},
+		probes:  map[string]*client.Client{},
 		ids:     map[string]string{},
 	}
 	e.compose = append(compose, "-f", filepath.Join(root, "docker-compose.yml"))
@@ -175,15 +182,17 @@ func startEnv(t *testing.T) *env {
 	e.removeStale()
 
 	t.Logf("compose project %s (%s)", e.project, strings.Join(e.vars[:3], " "))
+	active.add(e)
 	t.Cleanup(func() {
 		if t.Failed() {
 			if out, err := e.composeRun(2*time.Minute, "logs", "--no-color", "--tail", "40"); err == nil {
 				t.Logf("last logs of every node:\n%s", out)
 			}
 		}
-		if _, err := e.composeRun(5*time.Minute, "down", "-v", "--remove-orphans", "--timeout", "5"); err != nil {
+		if err := e.down(); err != nil {
 			t.Errorf("cleanup: %v", err)
 		}
+		active.remove(e)
 	})
 	e.mustCompose(5*time.Minute, "up", "-d")
 
@@ -193,8 +202,57 @@ func startEnv(t *testing.T) *env {
 			t.Fatal(err)
 		}
 		e.clients[node] = c
+		p, err := client.New("http://127.0.0.1:"+e.port+sfx, token, client.WithTimeout(2*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.probes[node] = p
 	}
 	return e
+}
+
+// down removes the project: containers (paused ones unpaused first, as
+// stopping a frozen process waits for nothing), networks and volumes.
+func (e *env) down() error {
+	if out, err := e.run(time.Minute, "docker", "ps", "-q", "--filter", "status=paused",
+		"--filter", "label=com.docker.compose.project="+e.project); err == nil {
+		for _, id := range strings.Fields(out) {
+			_, _ = e.run(time.Minute, "docker", "unpause", id)
+		}
+	}
+	_, err := e.composeRun(5*time.Minute, "down", "-v", "--remove-orphans", "--timeout", "5")
+	return err
+}
+
+// active holds the projects that are up, so that a run interrupted by a
+// signal removes them. A run killed outright (the go test timeout) leaves
+// them to the next run's removeStale and to `make e2e`'s clean-up.
+var active = &projects{m: map[*env]bool{}}
+
+type projects struct {
+	mu sync.Mutex
+	m  map[*env]bool
+}
+
+func (p *projects) add(e *env)    { p.mu.Lock(); p.m[e] = true; p.mu.Unlock() }
+func (p *projects) remove(e *env) { p.mu.Lock(); delete(p.m, e); p.mu.Unlock() }
+
+// TestMain removes the projects still up when the run is interrupted.
+func TestMain(m *testing.M) {
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		s := <-sig
+		fmt.Fprintf(os.Stderr, "e2e: %v: removing the compose projects still up\n", s)
+		active.mu.Lock()
+		for e := range active.m {
+			if err := e.down(); err != nil {
+				fmt.Fprintf(os.Stderr, "e2e: removing %s: %v\n", e.project, err)
+			}
+		}
+		os.Exit(1)
+	}()
+	os.Exit(m.Run())
 }
 
 // removeStale removes the projects of earlier runs that could not clean
@@ -267,4 +325,34 @@ func allNodes() []string {
 		out = append(out, zoneNodes[z]...)
 	}
 	return out
+}
+
+// zoneIP is the node's fixed address on its zone's network.
+func (e *env) zoneIP(node string) string {
+	subnet := getenv("KZ_E2E_SUBNET", "10.214")
+	z := int(node[0]-'a') + 1
+	return fmt.Sprintf("%s.%d.%d%c", subnet, z, z, node[1])
+}
+
+// verify runs `keyzone cluster verify --wait d -o json` in a1's container,
+// where every zone's advertised address resolves, and returns its report;
+// err is set when the command fails (zones differ or are unreachable).
+func (e *env) verify(d time.Duration) (verify.Report, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), d+time.Minute)
+	defer cancel()
+	// The token goes through the environment, not the command line.
+	cmd := exec.CommandContext(ctx, "docker", "exec", "-e", "KEYZONE_TOKEN", "-e", "KEYZONE_ADDR=http://127.0.0.1:8200",
+		e.container("a1"), "/keyzone", "cluster", "verify", "--wait", d.String(), "-o", "json")
+	cmd.Env = append(os.Environ(), "KEYZONE_TOKEN="+e.token)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	if err != nil {
+		err = fmt.Errorf("%w: %s", err, strings.TrimSpace(stderr.String()))
+	}
+	var rep verify.Report
+	if jerr := json.Unmarshal(stdout.Bytes(), &rep); jerr != nil && err == nil {
+		err = fmt.Errorf("verify output %q: %w", stdout.String(), jerr)
+	}
+	return rep, err
 }

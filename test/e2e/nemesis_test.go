@@ -12,23 +12,72 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keyzone/keyzone/client"
-	"github.com/keyzone/keyzone/client/verify"
+	"github.com/anishathalye/porcupine"
 )
 
 // fault is one injected fault: from injected to healed the fault holds,
 // from healed to recovered the test polls until every node is healthy
-// and the zones see each other again.
+// and the zones see each other again. converged is how long after the
+// heal every replica zone had acknowledged zone-a's change log as it
+// stood at the heal.
 type fault struct {
 	name                        string
 	injected, healed, recovered time.Time
+	// next is the next fault's injection, or the workload's end: the
+	// window "after" a fault runs from recovered to next.
+	next      time.Time
+	converged time.Duration
+	convErr   error
 }
 
-// TestNemesis runs the workload in every zone while it injects, one after
-// another, a leader kill, a pause beyond the election timeout, a zone cut
-// off the inter-zone network and a restart of a whole zone, then checks
-// the recorded history: nothing acknowledged is lost, replicas converge,
-// and no 5xx but 503 was answered, and those only during a fault.
+// nemesis injects faults one at a time, each healed and recovered from
+// before the next.
+type nemesis struct {
+	t      *testing.T
+	e      *env
+	ctx    context.Context
+	gap    time.Duration // steady time after each recovery
+	faults []*fault
+}
+
+func (n *nemesis) inject(name string, do, heal func()) {
+	t, e := n.t, n.e
+	f := &fault{name: name, injected: time.Now()}
+	if len(n.faults) > 0 {
+		n.faults[len(n.faults)-1].next = f.injected
+	}
+	n.faults = append(n.faults, f)
+	t.Logf("fault %q injected", name)
+	do()
+	heal()
+	f.healed = time.Now()
+	conv := make(chan struct{})
+	go func() {
+		defer close(conv)
+		f.converged, f.convErr = e.convergence(n.ctx, f.healed, 3*time.Minute)
+	}()
+	e.waitHealthy(3*time.Minute, allNodes()...)
+	e.waitZonesSeeEachOther(n.ctx, 2*time.Minute)
+	f.recovered = time.Now()
+	<-conv
+	if f.convErr != nil {
+		t.Errorf("fault %q: replica zones did not catch up after the heal: %v", name, f.convErr)
+	}
+	t.Logf("fault %q: held %v, recovered %v and converged %v after healing", name,
+		f.healed.Sub(f.injected).Round(time.Millisecond), f.recovered.Sub(f.healed).Round(time.Millisecond),
+		f.converged.Round(time.Millisecond))
+	time.Sleep(n.gap)
+}
+
+// TestNemesis runs the workload in every zone while it injects faults,
+// one after another and then combined: a leader killed, a leader paused
+// beyond the election timeout, a zone cut off the inter-zone network, a
+// node cut off its own zone, a whole zone restarted, a rolling restart of
+// the nine nodes. Then it checks the recorded history: nothing
+// acknowledged is lost, replicas converge (`keyzone cluster verify`),
+// lifecycle operations are linearizable per key (porcupine), no 5xx but
+// 503 was answered and those only during a fault, no container restarted
+// on its own or panicked.
 func TestNemesis(t *testing.T) {
 	begin := time.Now()
 	minRate := 100.0
@@ -64,72 +113,17 @@ func TestNemesis(t *testing.T) {
 		}
 	}()
 
-	// The rate before the first fault: a steady window of the workload.
+	// The rate before the first fault, over a steady window: too slow a
+	// run does not count, and ends here.
 	time.Sleep(steady)
-	var faults []*fault
-	inject := func(name string, do func(), heal func()) {
-		f := &fault{name: name, injected: time.Now()}
-		faults = append(faults, f)
-		t.Logf("fault %q injected", name)
-		do()
-		heal()
-		f.healed = time.Now()
-		e.waitHealthy(3*time.Minute, allNodes()...)
-		e.waitZonesSeeEachOther(ctx, 2*time.Minute)
-		f.recovered = time.Now()
-		t.Logf("fault %q: held %v, recovered %v after healing", name,
-			f.healed.Sub(f.injected).Round(time.Millisecond), f.recovered.Sub(f.healed).Round(time.Millisecond))
+	if _, _, rate := w.rate(window{start: w.started, end: time.Now()}); rate < minRate {
+		t.Fatalf("%.1f successful ops/s before the first fault, want >= %.0f (KZ_E2E_MIN_OPS): the run does not count", rate, minRate)
 	}
 
-	// (a) kill zone-a's leader, then start it again.
-	inject("kill zone-a leader", func() {
-		leader := e.leaderOf(ctx, "zone-a")
-		e.mustDocker(time.Minute, "kill", e.container(leader))
-		t.Logf("killed %s", leader)
-		// Down until zone-a has a new leader.
-		e.eventuallyNewLeader(ctx, "zone-a", leader, time.Minute)
-	}, func() {
-		for _, n := range zoneNodes["zone-a"] {
-			if st := e.state(n); st == "exited" {
-				e.mustDocker(time.Minute, "start", e.container(n))
-			}
-		}
-	})
-
-	// (b) pause zone-b's leader for longer than the election timeout.
-	var paused string
-	inject("pause zone-b leader 5s", func() {
-		paused = e.leaderOf(ctx, "zone-b")
-		e.mustDocker(time.Minute, "pause", e.container(paused))
-		t.Logf("paused %s", paused)
-		time.Sleep(5 * time.Second)
-	}, func() {
-		e.mustDocker(time.Minute, "unpause", e.container(paused))
-	})
-
-	// (c) cut zone-c off the inter-zone network for 10 s, then heal it with
-	// the same addresses and DNS aliases.
-	interzone := e.network("interzone")
-	inject("cut zone-c off interzone 10s", func() {
-		for _, n := range zoneNodes["zone-c"] {
-			e.mustDocker(time.Minute, "network", "disconnect", interzone, e.container(n))
-		}
-		time.Sleep(10 * time.Second)
-	}, func() {
-		for _, n := range zoneNodes["zone-c"] {
-			e.mustDocker(time.Minute, "network", "connect", "--ip", e.interzoneIP(n), "--alias", n,
-				interzone, e.container(n))
-		}
-	})
-
-	// (d) restart every container of zone-b at once.
-	inject("restart zone-b", func() {
-		args := []string{"restart", "-t", "10"}
-		for _, n := range zoneNodes["zone-b"] {
-			args = append(args, e.container(n))
-		}
-		e.mustDocker(2*time.Minute, args...)
-	}, func() {})
+	n := &nemesis{t: t, e: e, ctx: ctx, gap: 5 * time.Second}
+	for _, f := range e.faultPlan(ctx) {
+		n.inject(f.name, f.do, f.heal)
+	}
 
 	// A steady window after the last recovery.
 	afterFrom := time.Now()
@@ -139,6 +133,7 @@ func TestNemesis(t *testing.T) {
 	}
 	w.stop()
 	stopped = true
+	n.faults[len(n.faults)-1].next = w.stopped
 	t.Logf("workload stopped: %d operations", len(w.ops))
 
 	// Unanswered creates are resolved with their idempotency keys.
@@ -152,76 +147,253 @@ func TestNemesis(t *testing.T) {
 		t.Errorf("%d creates still unanswered a minute after the faults", pendingLeft)
 	}
 
-	// Keys left disabled (a disable whose enable did not get through) are
-	// enabled, so that every ciphertext can be checked.
-	reenabled := 0
-	a1 := e.clients["a1"]
-	for _, id := range w.keys {
-		k, err := a1.GetKey(ctx, id)
-		if err != nil {
-			t.Errorf("key %s in zone-a: %v", id, err)
-			continue
-		}
-		if k.State == "disabled" {
-			if _, err := a1.EnableKey(ctx, id); err != nil {
-				t.Errorf("enable %s: %v", id, err)
-			}
-			reenabled++
-		}
-	}
+	// Every key is read from zone-a and brought back to enabled (a
+	// deletion cancelled, a disable undone) so that every ciphertext can
+	// be checked; these calls join the history porcupine checks.
+	repaired, lostRotations := w.repairKeys(ctx)
 
-	// Convergence, with the product's own check.
-	checker := &verify.Checker{Addr: "http://127.0.0.1:" + e.port + hostPortSuffix["a1"], Dial: e.dialAdvertised}
+	// Convergence, with the product's own command, run in a container:
+	// it reaches every zone by the addresses the nodes advertise.
 	convStart := time.Now()
-	rep, err := checker.Wait(ctx, 2*time.Minute)
+	rep, verr := e.verify(2 * time.Minute)
 	convergence := time.Since(convStart)
-	if err != nil || !rep.OK() {
+	if verr != nil || !rep.OK() {
 		var diffs []string
 		for _, d := range rep.Differences {
 			diffs = append(diffs, d.String())
 		}
-		t.Errorf("zones did not converge within 2m: %v; %s\n%s", err, rep.Summary(), strings.Join(diffs, "\n"))
+		t.Errorf("keyzone cluster verify --wait 2m: %v; %s\n%s", verr, rep.Summary(), strings.Join(diffs, "\n"))
 	} else {
-		t.Logf("verify: %s (after %v)", rep.Summary(), convergence.Round(time.Millisecond))
+		t.Logf("keyzone cluster verify: %s (after %v)", rep.Summary(), convergence.Round(time.Millisecond))
 	}
 
 	missing := e.checkKeysEverywhere(ctx, w.keys)
 	failedDecrypts := e.checkSealedEverywhere(ctx, w.sealed)
-	bad5xx := checkServerErrors(t, w.ops, faults)
+	bad5xx := checkServerErrors(t, w.ops, n.faults)
+
+	verdict := checkLifecycle(w.ops, "zone-a", vizDir(e.project), 3*time.Minute)
+	switch verdict.result {
+	case porcupine.Ok:
+	case porcupine.Illegal:
+		t.Errorf("lifecycle history not linearizable: %s\n%s", verdict, verdict.detail)
+	default:
+		t.Errorf("lifecycle history: porcupine gave no verdict in time: %s", verdict)
+	}
 
 	e.checkNoRestartsOrPanics()
 
-	// The summary.
-	var windows []window
-	windows = append(windows, window{"before faults", w.started, faults[0].injected})
-	for _, f := range faults {
-		windows = append(windows, window{f.name, f.injected, f.recovered})
-	}
-	windows = append(windows, window{"after faults", faults[len(faults)-1].recovered, w.stopped})
-	var b strings.Builder
-	fmt.Fprintf(&b, "\n=== nemesis summary ===\noperations by type and result:\n%s", w.table())
-	fmt.Fprintf(&b, "\n%-30s %8s %8s %8s %9s\n", "window", "length", "ops", "ok", "ok ops/s")
-	var before float64
-	for i, win := range windows {
-		okN, all, rate := w.rate(win)
-		if i == 0 {
-			before = rate
+	t.Log(summary(w, n.faults, summaryFigures{
+		repaired: repaired, lostRotations: lostRotations, verify: rep.Summary(), verifyErr: verr,
+		convergence: convergence, missing: missing, failedDecrypts: failedDecrypts, bad5xx: bad5xx,
+		verdict: verdict, minRate: minRate, total: time.Since(begin),
+	}))
+}
+
+// plannedFault is one step of the fault plan.
+type plannedFault struct {
+	name     string
+	do, heal func()
+}
+
+// faultPlan lists the faults, single then combined. Each step's do
+// injects and holds the fault, heal undoes it; the nemesis waits for
+// recovery in between.
+func (e *env) faultPlan(ctx context.Context) []plannedFault {
+	t := e.t
+	hold := 10 * time.Second
+	var (
+		killed, paused, cutNode string
+		held                    time.Time
+	)
+	holdUntil := func(d time.Duration) {
+		if r := time.Until(held.Add(d)); r > 0 {
+			time.Sleep(r)
 		}
-		fmt.Fprintf(&b, "%-30s %8s %8d %8d %9.1f\n", win.name, win.end.Sub(win.start).Round(100*time.Millisecond), all, okN, rate)
 	}
-	fmt.Fprintf(&b, "\n%-30s %10s %12s\n", "fault", "held", "recovery")
-	for _, f := range faults {
-		fmt.Fprintf(&b, "%-30s %10s %12s\n", f.name, f.healed.Sub(f.injected).Round(time.Millisecond), f.recovered.Sub(f.healed).Round(time.Millisecond))
+	return []plannedFault{
+		{"kill zone-a leader", func() {
+			killed = e.kill(ctx, e.leaderOf(ctx, "zone-a"))
+			// Down until zone-a has a new leader.
+			e.eventuallyNewLeader(ctx, "zone-a", killed, time.Minute)
+		}, func() { e.startExited("zone-a") }},
+
+		{"pause zone-b leader 5s", func() {
+			paused = e.leaderOf(ctx, "zone-b")
+			e.mustDocker(time.Minute, "pause", e.container(paused))
+			t.Logf("paused %s", paused)
+			time.Sleep(5 * time.Second)
+		}, func() { e.mustDocker(time.Minute, "unpause", e.container(paused)) }},
+
+		{"cut zone-c off interzone 10s", func() {
+			e.cutInterzone("zone-c")
+			time.Sleep(hold)
+		}, func() { e.healInterzone("zone-c") }},
+
+		{"cut zone-a leader off zone-a 10s", func() {
+			held = time.Now()
+			cutNode = e.leaderOf(ctx, "zone-a")
+			e.cutZoneNet(cutNode)
+			e.eventuallyNewLeader(ctx, "zone-a", cutNode, time.Minute)
+			holdUntil(hold)
+		}, func() { e.healZoneNet(cutNode) }},
+
+		{"restart zone-b (all at once)", func() { e.restartAtOnce(zoneNodes["zone-b"]...) }, func() {}},
+
+		{"rolling restart of the nine", func() {
+			// SIGTERM, SIGKILL 5 s later, one node at a time, each
+			// healthy again before the next.
+			for _, n := range allNodes() {
+				e.mustDocker(2*time.Minute, "restart", "-t", "5", e.container(n))
+				e.waitHealthy(2*time.Minute, n)
+			}
+		}, func() {}},
+
+		{"kill zone-a leader + cut zone-c off + pause a zone-b follower", func() {
+			held = time.Now()
+			e.cutInterzone("zone-c")
+			paused = e.follower(ctx, "zone-b")
+			e.mustDocker(time.Minute, "pause", e.container(paused))
+			killed = e.kill(ctx, e.leaderOf(ctx, "zone-a"))
+			e.eventuallyNewLeader(ctx, "zone-a", killed, time.Minute)
+			holdUntil(hold)
+		}, func() {
+			e.startExited("zone-a")
+			e.mustDocker(time.Minute, "unpause", e.container(paused))
+			e.healInterzone("zone-c")
+		}},
+
+		{"cut zone-b off + cut zone-c leader off zone-c + pause zone-a leader", func() {
+			held = time.Now()
+			e.cutInterzone("zone-b")
+			cutNode = e.leaderOf(ctx, "zone-c")
+			e.cutZoneNet(cutNode)
+			paused = e.leaderOf(ctx, "zone-a")
+			e.mustDocker(time.Minute, "pause", e.container(paused))
+			t.Logf("paused %s", paused)
+			e.eventuallyNewLeader(ctx, "zone-a", paused, time.Minute)
+			holdUntil(hold)
+		}, func() {
+			e.mustDocker(time.Minute, "unpause", e.container(paused))
+			e.healZoneNet(cutNode)
+			e.healInterzone("zone-b")
+		}},
 	}
-	fmt.Fprintf(&b, "\nacknowledged keys %d (seeded 6), acknowledged ciphertexts %d, keys re-enabled before the checks %d\n",
-		len(w.keys), len(w.sealed), reenabled)
-	fmt.Fprintf(&b, "convergence after the last heal: %v; keys missing in a zone: %d; ciphertexts failing to decrypt in a zone: %d; unexpected 5xx: %d\n",
-		convergence.Round(time.Millisecond), missing, failedDecrypts, bad5xx)
-	fmt.Fprintf(&b, "ok ops/s before the first fault: %.1f (threshold %.0f, KZ_E2E_MIN_OPS)\ntotal %v\n", before, minRate, time.Since(begin).Round(time.Second))
-	t.Log(b.String())
-	if before < minRate {
-		t.Errorf("%.1f successful ops/s before the first fault, want >= %.0f: the run does not count", before, minRate)
+}
+
+// kill kills a node's container.
+func (e *env) kill(_ context.Context, node string) string {
+	e.mustDocker(time.Minute, "kill", e.container(node))
+	e.t.Logf("killed %s", node)
+	return node
+}
+
+// restartAtOnce restarts the nodes' containers concurrently (docker
+// restart with several containers takes them one after another).
+func (e *env) restartAtOnce(nodes ...string) {
+	errs := make([]error, len(nodes))
+	var wg sync.WaitGroup
+	for i, n := range nodes {
+		id := e.container(n)
+		wg.Go(func() { _, errs[i] = e.run(2*time.Minute, "docker", "restart", "-t", "10", id) })
 	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			e.t.Fatal(err)
+		}
+	}
+}
+
+// startExited starts the zone's stopped containers again.
+func (e *env) startExited(zone string) {
+	for _, n := range zoneNodes[zone] {
+		if st := e.state(n); st == "exited" {
+			e.mustDocker(time.Minute, "start", e.container(n))
+		}
+	}
+}
+
+// cutInterzone disconnects a zone's nodes from the inter-zone network:
+// the zone goes on alone (Raft runs on its own network).
+func (e *env) cutInterzone(zone string) {
+	net := e.network("interzone")
+	for _, n := range zoneNodes[zone] {
+		e.mustDocker(time.Minute, "network", "disconnect", net, e.container(n))
+	}
+	e.t.Logf("cut %s off the inter-zone network", zone)
+}
+
+// healInterzone reconnects them with their fixed addresses and their
+// service names as DNS aliases (other zones dial http://<node>:8200).
+func (e *env) healInterzone(zone string) {
+	net := e.network("interzone")
+	for _, n := range zoneNodes[zone] {
+		e.mustDocker(time.Minute, "network", "connect", "--ip", e.interzoneIP(n), "--alias", n, net, e.container(n))
+	}
+}
+
+// cutZoneNet disconnects one node from its zone's network: it loses its
+// Raft peers but stays in the gossip pool and reachable from other zones.
+func (e *env) cutZoneNet(node string) {
+	e.mustDocker(time.Minute, "network", "disconnect", e.network(nodeZone(node)), e.container(node))
+	e.t.Logf("cut %s off the %s network", node, nodeZone(node))
+}
+
+func (e *env) healZoneNet(node string) {
+	e.mustDocker(time.Minute, "network", "connect", "--ip", e.zoneIP(node), "--alias", node,
+		e.network(nodeZone(node)), e.container(node))
+}
+
+// follower returns a node of the zone that is not its leader.
+func (e *env) follower(ctx context.Context, zone string) string {
+	leader := e.leaderOf(ctx, zone)
+	for _, n := range zoneNodes[zone] {
+		if n != leader {
+			return n
+		}
+	}
+	return ""
+}
+
+func nodeZone(node string) string { return "zone-" + node[:1] }
+
+// convergence polls zone-a until both replica zones have acknowledged its
+// change log up to the head it had at (or just after) healed, and returns
+// how long after healed that was.
+func (e *env) convergence(ctx context.Context, healed time.Time, timeout time.Duration) (time.Duration, error) {
+	deadline := healed.Add(timeout)
+	var head uint64
+	for head == 0 && time.Now().Before(deadline) {
+		for _, n := range zoneNodes["zone-a"] {
+			if zs, err := e.probes[n].Zones(ctx); err == nil && len(zs.Zones) > 0 && zs.Zones[0].Local {
+				head = max(head, zs.Zones[0].ChangeSeq)
+			}
+		}
+		if head == 0 {
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	last := "no zone-a node answered"
+	for time.Now().Before(deadline) {
+		for _, n := range zoneNodes["zone-a"] {
+			zs, err := e.probes[n].Zones(ctx)
+			if err != nil || len(zs.Zones) == 0 || !zs.Zones[0].Local {
+				continue
+			}
+			acked := 0
+			for _, z := range zs.Zones[1:] {
+				if z.Acked >= head {
+					acked++
+				}
+			}
+			if acked == len(zones)-1 {
+				return time.Since(healed), nil
+			}
+			last = fmt.Sprintf("%s: %d of %d zones acked it", n, acked, len(zones)-1)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return 0, fmt.Errorf("not within %v (zone-a change log head %d; %s)", timeout, head, last)
 }
 
 // waitZonesSeeEachOther waits until every zone sees the three zones with
@@ -313,41 +485,46 @@ func (e *env) interzoneIP(node string) string {
 	return fmt.Sprintf("%s.0.%d%c", subnet, int(node[0]-'a')+1, node[1])
 }
 
-// dialAdvertised maps an advertised API address (http://a1:8200, reachable
-// only between containers) to the node's published port.
-func (e *env) dialAdvertised(addr string) (*client.Client, error) {
-	for n, sfx := range hostPortSuffix {
-		if addr == "http://"+n+":8200" {
-			addr = "http://127.0.0.1:" + e.port + sfx
-			break
-		}
-	}
-	return client.New(addr, e.token, client.WithTimeout(5*time.Second))
-}
-
 // checkKeysEverywhere checks that every acknowledged key is in its primary
 // zone and every replica zone; it returns how many (key, zone) are missing.
 func (e *env) checkKeysEverywhere(ctx context.Context, ids []string) int {
 	e.t.Helper()
+	type job struct{ id, zone string }
+	jobs := make(chan job)
+	var mu sync.Mutex
 	missing := 0
-	for _, id := range ids {
-		for _, z := range zones {
-			var err error
-			for _, n := range zoneNodes[z] {
-				kk, gerr := e.clients[n].GetKey(ctx, id)
-				if err = gerr; err == nil {
-					if kk.PrimaryZone != "zone-a" || !slices.Equal(kk.ReplicaZones, []string{"zone-b", "zone-c"}) {
-						err = fmt.Errorf("primary %q replicas %v", kk.PrimaryZone, kk.ReplicaZones)
+	var wg sync.WaitGroup
+	for range 12 {
+		wg.Go(func() {
+			for j := range jobs {
+				var err error
+				for _, n := range zoneNodes[j.zone] {
+					kk, gerr := e.clients[n].GetKey(ctx, j.id)
+					if err = gerr; err == nil {
+						if kk.PrimaryZone != "zone-a" || !slices.Equal(kk.ReplicaZones, []string{"zone-b", "zone-c"}) {
+							err = fmt.Errorf("primary %q replicas %v", kk.PrimaryZone, kk.ReplicaZones)
+						}
+						break
 					}
-					break
+				}
+				if err != nil {
+					mu.Lock()
+					missing++
+					if missing <= 20 {
+						e.t.Errorf("acknowledged key %s in %s: %v", j.id, j.zone, err)
+					}
+					mu.Unlock()
 				}
 			}
-			if err != nil {
-				missing++
-				e.t.Errorf("acknowledged key %s in %s: %v", id, z, err)
-			}
+		})
+	}
+	for _, id := range ids {
+		for _, z := range zones {
+			jobs <- job{id, z}
 		}
 	}
+	close(jobs)
+	wg.Wait()
 	return missing
 }
 
@@ -364,7 +541,7 @@ func (e *env) checkSealedEverywhere(ctx context.Context, all []sealed) int {
 	var mu sync.Mutex
 	failed := 0
 	var wg sync.WaitGroup
-	for range 12 {
+	for range 16 {
 		wg.Go(func() {
 			for j := range jobs {
 				var err error

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -22,10 +23,12 @@ import (
 type op struct {
 	start, end time.Time
 	zone, node string
-	kind       string // create, encrypt, decrypt, datakey, rotate, disable, enable
+	client     int    // the worker (porcupine's client id)
+	kind       string // create, encrypt, decrypt, datakey, get, rotate, disable, enable, schedule-deletion, cancel-deletion
 	keyID      string
-	status     int    // HTTP status of an error answer; 0 when ok or no answer
-	result     string // "ok", "<status> <code>", or "transport"
+	status     int     // HTTP status of an error answer; 0 when ok or no answer
+	result     string  // "ok", "<status> <code>", or "transport"
+	obs        *keyObs // the key as a successful lifecycle call or get answered it
 }
 
 func (o op) ok() bool { return o.result == "ok" }
@@ -84,7 +87,7 @@ func (w *workload) start() {
 	w.started = time.Now()
 	for zi, z := range zones {
 		for i := range w.perZone {
-			w.wg.Go(func() { w.worker(ctx, z, i, rand.New(rand.NewPCG(uint64(zi), uint64(i)))) })
+			w.wg.Go(func() { w.worker(ctx, z, i, zi*w.perZone+i, rand.New(rand.NewPCG(uint64(zi), uint64(i)))) })
 		}
 	}
 }
@@ -114,12 +117,131 @@ func classify(err error) (int, string) {
 
 // call runs f against node, recording it.
 func (w *workload) call(zone, node, kind, keyID string, f func(c *client.Client) error) error {
-	o := op{start: time.Now(), zone: zone, node: node, kind: kind, keyID: keyID}
+	return w.callAs(-1, zone, node, kind, keyID, f)
+}
+
+// callAs is call made by worker id (porcupine's client id; -1 when the
+// call is not a lifecycle operation).
+func (w *workload) callAs(id int, zone, node, kind, keyID string, f func(c *client.Client) error) error {
+	o := op{start: time.Now(), zone: zone, node: node, client: id, kind: kind, keyID: keyID}
 	err := f(w.clients[node])
 	o.end = time.Now()
 	o.status, o.result = classify(err)
 	w.record(o)
 	return err
+}
+
+// lifecycle runs a lifecycle call (or a consistent get) made by worker id,
+// recording the key it answered.
+func (w *workload) lifecycle(ctx context.Context, id int, zone, node, kind, keyID string) error {
+	_, err := w.lifecycleKey(ctx, id, zone, node, kind, keyID)
+	return err
+}
+
+// lifecycleKey is lifecycle returning the key answered.
+func (w *workload) lifecycleKey(ctx context.Context, id int, zone, node, kind, keyID string) (wire.Key, error) {
+	o := op{start: time.Now(), zone: zone, node: node, client: id, kind: kind, keyID: keyID}
+	c := w.clients[node]
+	var k wire.Key
+	var err error
+	switch kind {
+	case opGet:
+		k, err = c.GetKey(ctx, keyID)
+	case opRotate:
+		k, err = c.RotateKey(ctx, keyID, client.IdempotencyKey(fmt.Sprintf("rot-%s-%d", keyID, w.seq.Add(1))))
+	case opDisable:
+		k, err = c.DisableKey(ctx, keyID)
+	case opEnable:
+		k, err = c.EnableKey(ctx, keyID)
+	case opSchedule:
+		// The server's default window (days): no key is purged during the run.
+		k, err = c.ScheduleDeletion(ctx, keyID, 0)
+	case opCancel:
+		k, err = c.CancelDeletion(ctx, keyID)
+	default:
+		panic("lifecycle: unknown kind " + kind)
+	}
+	o.end = time.Now()
+	o.status, o.result = classify(err)
+	if err == nil {
+		o.obs = observe(k)
+	}
+	w.record(o)
+	return k, err
+}
+
+// lifecycleUntil retries a lifecycle call on the zone's nodes until it
+// succeeds or is refused by the key's state, up to tries attempts.
+func (w *workload) lifecycleUntil(ctx context.Context, id int, zone, node, kind, keyID string, tries int) (wire.Key, error) {
+	nodes := zoneNodes[zone]
+	ni := indexOf(nodes, node)
+	var k wire.Key
+	var err error
+	for range tries {
+		k, err = w.lifecycleKey(ctx, id, zone, nodes[ni%len(nodes)], kind, keyID)
+		if err == nil || ctx.Err() != nil {
+			return k, err
+		}
+		if st, _ := classify(err); st > 0 && st < 500 && st != 499 {
+			return k, err
+		}
+		ni++
+		time.Sleep(100 * time.Millisecond)
+	}
+	return k, err
+}
+
+// repairKeys reads every acknowledged key in its primary zone and brings
+// it back to enabled (cancelling a deletion, undoing a disable), so that
+// every ciphertext can be checked; the calls join the history. It also
+// checks that each key holds a version per acknowledged rotation (and no
+// more than the rotations that may have happened). It returns the number
+// of keys it changed and of keys whose version count is wrong.
+func (w *workload) repairKeys(ctx context.Context) (repaired, wrongVersions int) {
+	id := w.perZone * len(zones) // a client of its own for porcupine
+	w.mu.Lock()
+	keys := slices.Clone(w.keys)
+	okRot, maybeRot := map[string]uint32{}, map[string]uint32{}
+	for _, o := range w.ops {
+		if o.kind != opRotate {
+			continue
+		}
+		switch {
+		case o.ok():
+			okRot[o.keyID]++
+		case isLifecycleUnknown(o):
+			maybeRot[o.keyID]++
+		}
+	}
+	w.mu.Unlock()
+	for _, key := range keys {
+		k, err := w.lifecycleUntil(ctx, id, "zone-a", "a1", opGet, key, 10)
+		if err != nil {
+			w.t.Errorf("acknowledged key %s in zone-a: %v", key, err)
+			continue
+		}
+		v := observe(k).versions
+		if lo, hi := 1+okRot[key], 1+okRot[key]+maybeRot[key]; v < lo || v > hi {
+			wrongVersions++
+			w.t.Errorf("key %s holds %d versions after %d acknowledged rotations and %d of unknown outcome", key, v, okRot[key], maybeRot[key])
+		}
+		if k.State == "pending_deletion" {
+			if k, err = w.lifecycleUntil(ctx, id, "zone-a", "a1", opCancel, key, 10); err != nil {
+				w.t.Errorf("cancel deletion of %s: %v", key, err)
+				continue
+			}
+		}
+		if k.State == "disabled" {
+			if _, err = w.lifecycleUntil(ctx, id, "zone-a", "a1", opEnable, key, 10); err != nil {
+				w.t.Errorf("enable %s: %v", key, err)
+				continue
+			}
+		}
+		if k.State != "enabled" {
+			repaired++
+		}
+	}
+	return repaired, wrongVersions
 }
 
 func (w *workload) randomKey(r *rand.Rand) string {
@@ -199,8 +321,10 @@ func indexOf(s []string, v string) int {
 }
 
 // worker is one client of a zone: it talks to one node of the zone and
-// moves to the next after a failure without an answer (or a 5xx).
-func (w *workload) worker(ctx context.Context, zone string, id int, r *rand.Rand) {
+// moves to the next after a failure without an answer (or a 5xx). Its
+// lifecycle calls go to its own zone: in a replica zone they are
+// forwarded to the primary zone.
+func (w *workload) worker(ctx context.Context, zone string, id, cid int, r *rand.Rand) {
 	nodes := zoneNodes[zone]
 	ni := id
 	for ctx.Err() == nil {
@@ -210,35 +334,38 @@ func (w *workload) worker(ctx context.Context, zone string, id int, r *rand.Rand
 		switch {
 		case zone == "zone-a" && p < 4:
 			w.createUntilAnswered(ctx, zone, node, fmt.Sprintf("w-%s-%d-%d", zone, id, w.seq.Add(1)))
-		case p < 40:
+		case p < 26:
 			err = w.encrypt(ctx, zone, node, r)
-		case p < 75:
+		case p < 74:
+			// Decrypts outnumber encrypts, as in envelope encryption, and
+			// keep the final check (every ciphertext in every zone) short.
 			err = w.decrypt(ctx, zone, node, r)
-		case p < 93:
+		case p < 82:
 			err = w.dataKey(ctx, zone, node, r)
-		case p < 97:
+		case p < 90:
+			// Consistent reads join the lifecycle history in the primary
+			// zone; elsewhere they would read a replica.
+			if zone == "zone-a" {
+				err = w.lifecycle(ctx, cid, zone, node, opGet, w.randomKey(r))
+			} else {
+				err = w.decrypt(ctx, zone, node, r)
+			}
+		case p < 95:
+			err = w.lifecycle(ctx, cid, zone, node, opRotate, w.randomKey(r))
+		case p < 98:
+			// Disable, then enable again (retried: a key left disabled
+			// is enabled before the checks anyway).
 			keyID := w.randomKey(r)
-			err = w.call(zone, node, "rotate", keyID, func(c *client.Client) error {
-				_, err := c.RotateKey(ctx, keyID, client.IdempotencyKey(fmt.Sprintf("rot-%s-%d", keyID, w.seq.Add(1))))
-				return err
-			})
+			if err = w.lifecycle(ctx, cid, zone, node, opDisable, keyID); err == nil {
+				_, err = w.lifecycleUntil(ctx, cid, zone, node, opEnable, keyID, 5)
+			}
 		default:
+			// Schedule the deletion, cancel it (the key comes back
+			// disabled) and enable it.
 			keyID := w.randomKey(r)
-			err = w.call(zone, node, "disable", keyID, func(c *client.Client) error {
-				_, err := c.DisableKey(ctx, keyID)
-				return err
-			})
-			if err == nil {
-				// Enable it again, retrying: a key left disabled is enabled
-				// before the checks anyway.
-				for range 5 {
-					if err = w.call(zone, node, "enable", keyID, func(c *client.Client) error {
-						_, err := c.EnableKey(ctx, keyID)
-						return err
-					}); err == nil || ctx.Err() != nil {
-						break
-					}
-					time.Sleep(100 * time.Millisecond)
+			if err = w.lifecycle(ctx, cid, zone, node, opSchedule, keyID); err == nil {
+				if _, err = w.lifecycleUntil(ctx, cid, zone, node, opCancel, keyID, 5); err == nil {
+					_, err = w.lifecycleUntil(ctx, cid, zone, node, opEnable, keyID, 5)
 				}
 			}
 		}

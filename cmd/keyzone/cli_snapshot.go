@@ -118,7 +118,7 @@ to FILE; a progress bar shows on a terminal.`,
 			}
 			s := snapshotSummary{File: path, Size: n, Meta: wireMeta(meta)}
 			return g.render(cmd, s, func(w io.Writer) {
-				fmt.Fprintf(w, "Saved a snapshot of %d keys.\n", meta.Keys)
+				fmt.Fprintf(w, "Saved a snapshot of %s.\n", plural(meta.Keys, "key"))
 				printSnapshot(w, s)
 			})
 		},
@@ -179,7 +179,7 @@ other zones take the restored state of this zone's keys.`,
 			}
 			s := snapshotSummary{File: args[0], Size: st.Size(), Meta: meta}
 			return g.render(cmd, s, func(w io.Writer) {
-				fmt.Fprintf(w, "Restored the zone from %s: %d keys.\n", filepath.Base(args[0]), meta.Keys)
+				fmt.Fprintf(w, "Restored the zone from %s: %s.\n", filepath.Base(args[0]), plural(meta.Keys, "key"))
 				printSnapshot(w, s)
 			})
 		},
@@ -231,6 +231,13 @@ func (p *progressBar) done() {
 	if p.w != nil && p.shown {
 		fmt.Fprintln(p.w)
 	}
+}
+
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }
 
 func humanBytes(n int64) string {

@@ -5,7 +5,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -295,5 +302,130 @@ func TestReplace_RemoveRunningNode(t *testing.T) {
 	ids = append(ids, writeKeys(t, ctx, leader, 2)...)
 	for _, n := range []*clustertest.Node{leader, other} {
 		requireKeys(t, ctx, n, ids)
+	}
+}
+
+// TestReplace_DevProcedure replaces a node of `keyzone dev` as
+// docs/operations.md tells an operator to: the real binary's dev zone in
+// one process, writing the root key file and gossip addresses with its env
+// file; remove-peer of a follower, which then reports its removal; a
+// separate `keyzone server` under a new id joining the zone from the env
+// file alone; it shows in peers, opens a ciphertext made before it joined
+// and takes leadership.
+func TestReplace_DevProcedure(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	if _, err := exec.LookPath("bash"); err != nil {
+		t.Skip("needs bash")
+	}
+	dir := t.TempDir()
+	if err := os.Mkdir(filepath.Join(dir, "bin"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	bin := buildKeyzone(t)
+	if err := os.Symlink(bin, filepath.Join(dir, "bin", "keyzone")); err != nil {
+		t.Fatal(err)
+	}
+	dev := startDev(t, bin, dir, "--zones", "1")
+
+	keyFile := dev.get("KEYZONE_ROOT_KEY_FILE")
+	if keyFile != dev.envFile+".root-key" {
+		t.Fatalf("KEYZONE_ROOT_KEY_FILE = %q, want %q beside the env file", keyFile, dev.envFile+".root-key")
+	}
+	if st, err := os.Stat(keyFile); err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("root key file: %v, %v; want mode 0600", st, err)
+	}
+	join := strings.Split(dev.get("KEYZONE_JOIN_ZONE_A"), ",")
+	if len(join) != 3 {
+		t.Fatalf("KEYZONE_JOIN_ZONE_A = %q, want three gossip addresses", dev.get("KEYZONE_JOIN_ZONE_A"))
+	}
+
+	// A follower that KEYZONE_ADDR does not point at.
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cl, err := client.New(dev.get("KEYZONE_ADDR"), dev.get("KEYZONE_TOKEN"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	peers, err := cl.Peers(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var gone wire.Peer
+	for _, p := range peers.Peers {
+		if p.State == "follower" && p.APIAddress != dev.get("KEYZONE_ADDR") {
+			gone = p
+		}
+	}
+	if gone.ID == "" {
+		t.Fatalf("no follower to remove among %+v", peers.Peers)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	apiAddr := ln.Addr().String()
+	ln.Close()
+	pidFile := filepath.Join(dir, "a4.pid")
+	t.Cleanup(func() {
+		if b, err := os.ReadFile(pidFile); err == nil {
+			if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
+				syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+	})
+
+	// The user's shell: the binary on PATH, no KEYZONE_* of ours.
+	env := []string{"PATH=" + filepath.Join(dir, "bin") + ":" + os.Getenv("PATH")}
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "KEYZONE_") && !strings.HasPrefix(kv, "PATH=") {
+			env = append(env, kv)
+		}
+	}
+	lines := []string{
+		"set -a; . .dev/env; set +a",
+		"KEY=$(keyzone key create --name before-replace -q)",
+		`echo -n "written before the replacement" | keyzone encrypt $KEY > before.ct`,
+		"keyzone cluster remove-peer " + gone.ID,
+		"keyzone cluster peers",
+		"! keyzone health --addr " + gone.APIAddress,
+		`KEYZONE_ROOT_TOKEN="$KEYZONE_TOKEN" keyzone server --node-id a4 --zone zone-a --data-dir .dev/a4 ` +
+			"--api-addr " + apiAddr + " --raft-addr 127.0.0.1:0 --gossip-addr 127.0.0.1:0 --gossip-profile local " +
+			`--join "$KEYZONE_JOIN_ZONE_A" --bootstrap-expect 0 > .dev/a4.log 2>&1 &`,
+		"echo $! > a4.pid",
+		"until keyzone health --addr http://" + apiAddr + "; do sleep 0.2; done",
+		"keyzone cluster peers",
+		"KEYZONE_ADDR=http://" + apiAddr + " keyzone decrypt < before.ct",
+		"keyzone cluster transfer-leadership a4",
+		"KEYZONE_ADDR=http://" + apiAddr + " keyzone cluster peers",
+	}
+	outs := runScript(t, dir, env, lines)
+	for i, l := range lines {
+		t.Logf("$ %s\n%s", l, outs[i])
+	}
+	if !strings.Contains(outs[5], "node "+gone.ID+" was removed from zone-a at ") {
+		t.Errorf("health of the removed node: %q", outs[5])
+	}
+	if strings.Contains(outs[4], gone.ID+" ") || strings.Contains(outs[9], gone.ID+" ") {
+		t.Errorf("the removed node is still listed:\n%s\n%s", outs[4], outs[9])
+	}
+	if !regexp.MustCompile(`(?m)^a4 .* follower `).MatchString(outs[9]) {
+		t.Errorf("peers does not list a4 as a follower:\n%s", outs[9])
+	}
+	if got := strings.TrimSpace(outs[10]); got != "written before the replacement" {
+		t.Errorf("decrypt through a4: %q", got)
+	}
+	if !regexp.MustCompile(`(?m)^a4 .* leader `).MatchString(outs[12]) {
+		t.Errorf("a4 does not lead after the transfer:\n%s", outs[12])
+	}
+	b, _ := os.ReadFile(pidFile)
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err := syscall.Kill(pid, syscall.SIGINT); err != nil {
+		t.Errorf("stop a4: %v", err)
+	}
+	dev.interrupt()
+	if _, err := os.Stat(keyFile); !os.IsNotExist(err) {
+		t.Errorf("root key file left behind after dev stopped: %v", err)
 	}
 }

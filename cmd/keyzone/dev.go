@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -59,7 +60,11 @@ token. With --env-file it then also writes
   KEYZONE_ADDR=<zone-a's first node>
   KEYZONE_TOKEN=<the token>
   KEYZONE_ADDR_ZONE_A=..., KEYZONE_ADDR_ZONE_B=..., ... (each zone's first node)
-for the CLI (set -a; . FILE; set +a), and removes the file on exit.`,
+  KEYZONE_ROOT_KEY_FILE=<FILE.root-key>
+  KEYZONE_JOIN_ZONE_A=..., KEYZONE_JOIN_ZONE_B=..., ... (each zone's gossip addresses)
+for the CLI (set -a; . FILE; set +a), and the root key (base64, mode 0600)
+in FILE.root-key, so that a separate ` + "`keyzone server`" + ` can join a dev zone, e.g.
+to replace a node. It removes both files on exit.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := bindEnv(cmd); err != nil {
@@ -127,11 +132,13 @@ func runDev(parent context.Context, f devFlags) error {
 	}
 	if f.envFile != "" {
 		// A file left by a killed run must not pass for this one's.
-		if err := os.Remove(f.envFile); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("remove old env file: %w", err)
+		for _, old := range []string{f.envFile, devKeyFile(f.envFile)} {
+			if err := os.Remove(old); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return fmt.Errorf("remove old env file: %w", err)
+			}
 		}
 	}
-	rek, token, err := devSecrets()
+	rek, rekB64, token, err := devSecrets()
 	if err != nil {
 		return err
 	}
@@ -158,6 +165,16 @@ func runDev(parent context.Context, f devFlags) error {
 	}
 	env := devEnv(zones, token)
 	if f.envFile != "" {
+		keyFile, err := filepath.Abs(devKeyFile(f.envFile))
+		if err != nil {
+			return err
+		}
+		// Written before the env file that names it, and removed after it.
+		if err := writeEnvFile(keyFile, []string{rekB64}); err != nil {
+			return fmt.Errorf("write root key file: %w", err)
+		}
+		defer os.Remove(keyFile)
+		env = append(env, devJoinEnv(zones, keyFile)...)
 		if err := writeEnvFile(f.envFile, env); err != nil {
 			return err
 		}
@@ -193,21 +210,42 @@ func runDev(parent context.Context, f devFlags) error {
 	return nil
 }
 
-func devSecrets() (*kzcrypto.REK, string, error) {
+// devSecrets returns a fresh root key, in base64 too (for the key file
+// of --env-file), and a root token.
+func devSecrets() (rek *kzcrypto.REK, rekB64, token string, err error) {
 	raw := make([]byte, 32)
 	if _, err := rand.Read(raw); err != nil {
-		return nil, "", err
+		return nil, "", "", err
 	}
-	rek, err := kzcrypto.NewREK(raw)
-	clear(raw)
+	defer clear(raw)
+	rek, err = kzcrypto.NewREK(raw)
 	if err != nil {
-		return nil, "", err
+		return nil, "", "", err
 	}
 	tok := make([]byte, 24)
 	if _, err := rand.Read(tok); err != nil {
-		return nil, "", err
+		return nil, "", "", err
 	}
-	return rek, "kz_dev_" + hex.EncodeToString(tok), nil
+	return rek, base64.StdEncoding.EncodeToString(raw), "kz_dev_" + hex.EncodeToString(tok), nil
+}
+
+// devKeyFile is where --env-file puts the root key: beside the env file.
+func devKeyFile(envFile string) string { return envFile + ".root-key" }
+
+// devJoinEnv returns what a separate `keyzone server` needs to join a dev
+// zone: the root key file (KEYZONE_ROOT_KEY_FILE, which the server reads
+// as --root-key-file) and, per zone, its nodes' gossip addresses
+// (KEYZONE_JOIN_<ZONE>, for --join).
+func devJoinEnv(zones []*devZone, keyFile string) []string {
+	env := []string{"KEYZONE_ROOT_KEY_FILE=" + keyFile}
+	for _, z := range zones {
+		var addrs []string
+		for _, s := range z.servers {
+			addrs = append(addrs, s.Node().GossipAddress())
+		}
+		env = append(env, fmt.Sprintf("KEYZONE_JOIN_%s=%s", envZone(z.name), strings.Join(addrs, ",")))
+	}
+	return env
 }
 
 // startDevZones starts every node of every zone without waiting for

@@ -3,6 +3,7 @@ package crypto
 import (
 	"crypto/aes"
 	"crypto/cipher"
+	"encoding/binary"
 	"fmt"
 	"io"
 )
@@ -133,12 +134,16 @@ func (c *Cipher) GenerateDataKey(bits int) ([]byte, error) {
 // The derived key is wiped once the cipher is keyed (best effort: Go may
 // have copied it).
 func messageAEAD(material []byte, h Header) (cipher.AEAD, error) {
-	key, err := hkdfSHA256(material, h.Salt[:], bindInfo(labelMessage, h.KeyID, h.Version), MaterialSize)
-	if err != nil {
-		return nil, err
+	var info [len(labelMessage) + KeyIDSize + 4]byte
+	copy(info[:], labelMessage)
+	copy(info[len(labelMessage):], h.KeyID[:])
+	binary.BigEndian.PutUint32(info[len(labelMessage)+KeyIDSize:], h.Version)
+	if !hkdfBlockFits(material, h.Salt[:], info[:]) {
+		return nil, ErrMaterialSize
 	}
-	defer clear(key)
-	block, err := aes.NewCipher(key)
+	key := hkdfBlock(material, h.Salt[:], info[:])
+	defer clear(key[:])
+	block, err := aes.NewCipher(key[:])
 	if err != nil {
 		return nil, err
 	}

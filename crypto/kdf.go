@@ -25,8 +25,81 @@ const (
 
 // hkdfSHA256 is the package's single HKDF call path (RFC 5869 with
 // SHA-256), so the RFC test vectors exercise exactly what production uses.
+// Outputs of one hash block with short inputs, which is every derivation
+// of the package, take hkdfBlock; the rest crypto/hkdf.
 func hkdfSHA256(secret, salt, info []byte, n int) ([]byte, error) {
+	if n > 0 && n <= sha256.Size && hkdfBlockFits(secret, salt, info) {
+		okm := hkdfBlock(secret, salt, info)
+		out := make([]byte, n)
+		copy(out, okm[:])
+		clear(okm[:])
+		return out, nil
+	}
 	return hkdf.Key(sha256.New, secret, salt, string(info), n)
+}
+
+// hmacMaxMessage bounds the messages hmacSHA256 takes, so that its
+// buffer fits on the stack.
+const hmacMaxMessage = 128
+
+// hkdfBlockFits reports whether hkdfBlock can take these inputs: a salt
+// no longer than a SHA-256 block (HMAC would hash a longer key first),
+// and a secret and info that fit hmacSHA256's buffer.
+func hkdfBlockFits(secret, salt, info []byte) bool {
+	return len(salt) <= sha256.BlockSize && len(secret) <= hmacMaxMessage && len(info) < hmacMaxMessage
+}
+
+// hkdfBlock is HKDF-SHA256 (RFC 5869) for 32 bytes of output, which is
+// T(1) of HKDF-Expand, the first block of any longer output:
+//
+//	PRK = HMAC(salt, secret); OKM = HMAC(PRK, info || 0x01)
+//
+// It exists because the data plane derives a key per message: crypto/hkdf
+// allocates two HMAC states and a PRK each call, which at one derivation
+// per request is a measurable share of the server's CPU and garbage,
+// while this uses the stack only and clears it. The caller checks
+// hkdfBlockFits; the tests compare it with crypto/hkdf and the RFC's
+// vectors.
+func hkdfBlock(secret, salt, info []byte) [sha256.Size]byte {
+	prk := hmacSHA256(salt, secret, nil)
+	okm := hmacSHA256(prk[:], info, []byte{1})
+	clear(prk[:])
+	return okm
+}
+
+// hmacSHA256 is HMAC-SHA256 (RFC 2104) of a || b under key, which is at
+// most one block long (and zero-padded to it, as RFC 2104 says; a nil key
+// is all zeros), with len(a)+len(b) <= hmacMaxMessage. Working buffers
+// are cleared before it returns.
+func hmacSHA256(key, a, b []byte) [sha256.Size]byte {
+	const (
+		ipad = 0x36
+		opad = 0x5c
+	)
+	var buf [sha256.BlockSize + hmacMaxMessage]byte
+	for i := range sha256.BlockSize {
+		var k byte
+		if i < len(key) {
+			k = key[i]
+		}
+		buf[i] = k ^ ipad
+	}
+	n := sha256.BlockSize
+	n += copy(buf[n:], a)
+	n += copy(buf[n:], b)
+	inner := sha256.Sum256(buf[:n])
+	for i := range sha256.BlockSize {
+		var k byte
+		if i < len(key) {
+			k = key[i]
+		}
+		buf[i] = k ^ opad
+	}
+	copy(buf[sha256.BlockSize:], inner[:])
+	out := sha256.Sum256(buf[:sha256.BlockSize+sha256.Size])
+	clear(buf[:])
+	clear(inner[:])
+	return out
 }
 
 // bindInfo returns label || id || be32(version): the context every

@@ -33,6 +33,9 @@ type devFlags struct {
 	envFile  string
 	dataDir  string
 	logLevel string
+	// rootKeyFile keeps the root key across dev runs, so that a snapshot
+	// of one run can be restored into the next.
+	rootKeyFile string
 }
 
 // devZoneStride is how far apart the API ports of two dev zones start:
@@ -79,6 +82,9 @@ to replace a node. It removes both files on exit.`,
 	cmd.Flags().StringVar(&f.envFile, "env-file", "", "write KEYZONE_ADDR, KEYZONE_TOKEN and KEYZONE_ADDR_<ZONE> lines to this file")
 	cmd.Flags().StringVar(&f.dataDir, "data-dir", "", "keep data here instead of a temporary directory removed on exit")
 	cmd.Flags().StringVar(&f.logLevel, "log-level", "error", "trace, debug, info, warn or error")
+	// Not --root-key-file: the env file sets KEYZONE_ROOT_KEY_FILE for
+	// `keyzone server`, which would then feed this flag on the next run.
+	cmd.Flags().StringVar(&f.rootKeyFile, "keep-root-key", "", "use the root key in this file, or create it (mode 0600) with a new one: a later run with the same file can restore this run's snapshots")
 	cmd.AddCommand(newLagBenchCommand())
 	return cmd
 }
@@ -130,6 +136,9 @@ func runDev(parent context.Context, f devFlags) error {
 		}
 		defer os.RemoveAll(dir)
 	}
+	if f.envFile != "" && f.rootKeyFile != "" && filepath.Clean(f.rootKeyFile) == filepath.Clean(devKeyFile(f.envFile)) {
+		return fmt.Errorf("--keep-root-key %s: that is where --env-file writes its own copy of the key, removed on exit; keep the root key in another file", f.rootKeyFile)
+	}
 	if f.envFile != "" {
 		// A file left by a killed run must not pass for this one's.
 		for _, old := range []string{f.envFile, devKeyFile(f.envFile)} {
@@ -141,6 +150,11 @@ func runDev(parent context.Context, f devFlags) error {
 	rek, rekB64, token, err := devSecrets()
 	if err != nil {
 		return err
+	}
+	if f.rootKeyFile != "" {
+		if rek, rekB64, err = devRootKey(f.rootKeyFile, rekB64); err != nil {
+			return err
+		}
 	}
 	zones, err := startDevZones(f, dir, rek, token, logger)
 	defer func() {
@@ -227,6 +241,24 @@ func devSecrets() (rek *kzcrypto.REK, rekB64, token string, err error) {
 		return nil, "", "", err
 	}
 	return rek, base64.StdEncoding.EncodeToString(raw), "kz_dev_" + hex.EncodeToString(tok), nil
+}
+
+// devRootKey returns the root key kept in file, or keeps fresh (base64)
+// there when the file does not exist yet.
+func devRootKey(file, fresh string) (*kzcrypto.REK, string, error) {
+	rek, err := loadRootKey(file)
+	if err == nil {
+		b, _ := os.ReadFile(file)
+		return rek, strings.TrimSpace(string(b)), nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return nil, "", err
+	}
+	if err := os.WriteFile(file, []byte(fresh+"\n"), 0o600); err != nil {
+		return nil, "", fmt.Errorf("root key: %w", err)
+	}
+	rek, err = kzcrypto.ParseREK(fresh)
+	return rek, fresh, err
 }
 
 // devKeyFile is where --env-file puts the root key: beside the env file.

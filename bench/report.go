@@ -26,6 +26,8 @@ type Row struct {
 	Floor          string  `json:"floor,omitempty"`
 	FloorReqPerSec float64 `json:"floor_req_per_sec,omitempty"`
 	FloorCPUus     float64 `json:"floor_cpu_us_per_req,omitempty"`
+	FloorP50us     float64 `json:"floor_p50_us,omitempty"`
+	FloorP99us     float64 `json:"floor_p99_us,omitempty"`
 	ReqRatio       float64 `json:"req_ratio,omitempty"`
 	CPURatio       float64 `json:"cpu_ratio,omitempty"`
 }
@@ -81,6 +83,7 @@ func (r *Report) Row(name, node string) *Row {
 func (r *Report) Add(row Row, floorName string, floor Stats) {
 	if floorName != "" {
 		row.Floor, row.FloorReqPerSec, row.FloorCPUus = floorName, floor.ReqPerSec, floor.CPUus
+		row.FloorP50us, row.FloorP99us = floor.P50us, floor.P99us
 		if floor.ReqPerSec > 0 {
 			row.ReqRatio = row.ReqPerSec / floor.ReqPerSec
 		}

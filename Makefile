@@ -91,5 +91,6 @@ down: ## stop the docker environment and remove its containers, networks and vol
 	$(KZ_COMPOSE) down -v --remove-orphans
 
 e2e: image ## end-to-end fault suite against nine containers (its own compose project, removed after, even on failure)
-	@status=0; KZ_IMAGE=$(IMAGE) KZ_COMPOSE="$(COMPOSE)" $(GO) test -tags e2e ./test/e2e/ -v -count=1 -timeout 25m || status=$$?; \
+	@status=0; KZ_IMAGE=$(IMAGE) KZ_COMPOSE="$(COMPOSE)" $(GO) test -tags e2e ./test/e2e/ -v -count=1 -timeout 25m \
+	  -run 'TestLifecycleModel|TestNemesis' || status=$$?; \
 	deploy/e2e-clean.sh kze2e; exit $$status

@@ -175,6 +175,8 @@ func startEnv(t *testing.T) *env {
 		"KZ_SUBNET=" + getenv("KZ_E2E_SUBNET", "10.214"),
 		"KZ_PORT=" + e.port,
 		"KZ_SECRETS=" + secrets,
+		// Keys the nemesis deletes for good are purged within the run.
+		"KZ_MIN_DELETION_WINDOW=" + purgeWindow.String(),
 	}
 	if _, err := e.run(time.Minute, "docker", "image", "inspect", image); err != nil {
 		t.Fatalf("image %s is missing: run `make image` (or `make e2e`) first\n%v", image, err)

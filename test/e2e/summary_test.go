@@ -20,12 +20,16 @@ type summaryFigures struct {
 	verdict                 lifecycleVerdict
 	minRate                 float64
 	total                   time.Duration
+	doomed                  *doomed
+	purgeFailures           int
+	scenario                time.Duration // the leader-kill scenario run before the workload
 }
 
 // summary is the report printed at the end of TestNemesis.
 func summary(w *workload, faults []*fault, s summaryFigures) string {
 	var b strings.Builder
 	b.WriteString("\n=== nemesis summary ===\n")
+	fmt.Fprintf(&b, "leader-kill scenario, before the workload: passed in %v\n", s.scenario.Round(time.Millisecond))
 
 	w.mu.Lock()
 	attempted, acked := len(w.ops), 0
@@ -93,6 +97,16 @@ func summary(w *workload, faults []*fault, s summaryFigures) string {
 	fmt.Fprintf(&b, "keyzone cluster verify after the workload: %s in %v (%s)\n", s.verify, s.convergence.Round(time.Millisecond), verdict)
 	fmt.Fprintf(&b, "keys missing in a zone %d; ciphertexts failing to decrypt in a zone %d; keys with a wrong version count %d; unexpected 5xx %d\n",
 		s.missing, s.failedDecrypts, s.lostRotations, s.bad5xx)
+	var gone []string
+	for _, z := range zones {
+		if d, ok := s.doomed.gone[z]; ok {
+			gone = append(gone, fmt.Sprintf("%s %v", z, d.Round(time.Millisecond)))
+		} else {
+			gone = append(gone, z+" never")
+		}
+	}
+	fmt.Fprintf(&b, "purged keys %d (deletion scheduled with a %v window while zone-c was cut off): gone, after the scheduling, from %s; failures %d (a key still held, a ciphertext of it still decrypting)\n",
+		len(s.doomed.keys), purgeWindow, strings.Join(gone, ", "), s.purgeFailures)
 	fmt.Fprintf(&b, "%s\n", s.verdict)
 	fmt.Fprintf(&b, "ok ops/s before the first fault: %.1f (threshold %.0f, KZ_E2E_MIN_OPS)\ntotal %v\n",
 		before, s.minRate, s.total.Round(time.Second))

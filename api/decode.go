@@ -11,6 +11,7 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -24,8 +25,15 @@ import (
 func (s *server) bindJSON(c *gin.Context, v any, allowEmpty bool) error {
 	var raw []byte
 	if c.Request.Body != nil {
-		var err error
-		raw, err = io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, s.maxBody))
+		// The body is read into a pooled buffer: decoding copies what it
+		// keeps (strings, base64-decoded bytes, raw messages), so nothing
+		// refers to the buffer once bindJSON returns, and a request no
+		// longer grows a fresh buffer from 512 bytes up to its size.
+		buf := bodyBuffers.Get().(*bytes.Buffer)
+		buf.Reset()
+		defer putBodyBuffer(buf)
+		_, err := buf.ReadFrom(http.MaxBytesReader(c.Writer, c.Request.Body, s.maxBody))
+		raw = buf.Bytes()
 		if err != nil {
 			if mbe, ok := errors.AsType[*http.MaxBytesError](err); ok {
 				return &requestError{kind: errBodyTooLarge, msg: fmt.Sprintf("request body is larger than %d bytes", mbe.Limit)}
@@ -48,6 +56,19 @@ func (s *server) bindJSON(c *gin.Context, v any, allowEmpty bool) error {
 		return badRequest("malformed JSON: unexpected data after the top-level object")
 	}
 	return nil
+}
+
+// bodyBuffers holds the buffers bindJSON reads request bodies into.
+var bodyBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// maxPooledBody is the largest buffer kept for reuse: one that held a
+// rare large body goes back to the garbage collector.
+const maxPooledBody = 256 << 10
+
+func putBodyBuffer(b *bytes.Buffer) {
+	if b.Cap() <= maxPooledBody {
+		bodyBuffers.Put(b)
+	}
 }
 
 // describeJSONError turns an encoding/json error into a 400 whose message

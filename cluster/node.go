@@ -439,9 +439,8 @@ func (n *Node) setReadyTerm(term uint64) {
 }
 
 // reconcileLoop adds every live pool member of this zone that is not yet
-// a voter, but those in the zone's removed set, and removes the voters in
-// that set (a removal whose RemoveServer a leader change cut short). Only
-// the leader turns membership into Raft configuration.
+// a voter, but those in the zone's removed set. Only the leader turns
+// membership into Raft configuration.
 func (n *Node) reconcileLoop(ctx context.Context) {
 	ticker := time.NewTicker(500 * time.Millisecond)
 	defer ticker.Stop()
@@ -469,12 +468,6 @@ func (n *Node) reconcile(p *pool) {
 	voters := map[raft.ServerID]raft.ServerAddress{}
 	for _, s := range f.Configuration().Servers {
 		voters[s.ID] = s.Address
-		if removed[s.ID] && s.ID != raft.ServerID(n.cfg.NodeID) {
-			n.logger.Info("removing voter recorded as removed", "node", s.ID)
-			if err := n.await(n.raft.RemoveServer(s.ID, 0, n.cfg.ApplyTimeout)); err != nil {
-				n.logger.Warn("remove voter failed", "node", s.ID, "error", err)
-			}
-		}
 	}
 	for _, m := range p.zoneMembers(n.cfg.Zone) {
 		addr, ok := voters[raft.ServerID(m.ID)]

@@ -244,8 +244,7 @@ func (n *Node) removePeerLocal(id string) error {
 	}
 	if _, ok := voters[raft.ServerID(id)]; !ok {
 		if _, done := n.fsm.RemovedNode(id); done {
-			// A retry of a removal that went through, or that a new
-			// leader's reconcile finished.
+			// A retry of a removal that went through.
 			return nil
 		}
 		return fmt.Errorf("remove peer %s: %w", id, ErrUnknownPeer)
@@ -259,8 +258,8 @@ func (n *Node) removePeerLocal(id string) error {
 	n.logger.Info("removing voter", "node", id)
 	// Recorded before the change, so that no reconcile round, on this
 	// leader or a later one, reads the new configuration without it. If
-	// leadership is lost after the record committed, the next leader's
-	// reconcile removes the voter.
+	// leadership is lost in between, the id stays a voter (in the set, but
+	// nobody counts it removed) until the operator asks again.
 	if err := n.recordRemoval(id); err != nil {
 		return err
 	}

@@ -14,9 +14,13 @@ import (
 // A removed node id stays out of its zone for good, whichever node leads:
 // the leader records the removal in the log (fsm.CmdRemoveNode) before it
 // removes the voter, every leader's reconcile loop skips the ids of that
-// set, and a node learns that its own id is in it either from its own
-// state or, when it was stopped before the record reached it (the usual
-// case), from a live node of its zone. See DESIGN.md, "Removed nodes".
+// set, and a node learns that it was removed either from its own state or,
+// when it was stopped before the record reached it (the usual case), from
+// a live node of its zone. A node counts as removed when its id is in the
+// set and is not a voter of the configuration: an id in the set that is
+// still a voter (a removal a leader change cut short, or a state restored
+// from another zone's backup that names a current voter) is left alone.
+// See DESIGN.md, "Removed nodes".
 
 const (
 	// internalRemovedNode answers whether a node id was removed from the
@@ -30,7 +34,8 @@ const (
 )
 
 // removedNodeResponse is a node's answer to internalRemovedNode: the
-// removal record of the id asked about, nil when its state has none.
+// removal record of the id asked about, nil when its state has none or
+// the id is still a voter of its configuration.
 type removedNodeResponse struct {
 	Removed *fsm.RemovedNode `json:"removed,omitempty"`
 }
@@ -58,6 +63,22 @@ func (n *Node) recordRemoval(id string) error {
 		return fmt.Errorf("record removal of %s: %w", id, res.Err)
 	}
 	return nil
+}
+
+// isVoter reports whether id is a voter of this node's latest
+// configuration. When the configuration cannot be read (Raft stopped) it
+// answers true: nobody is declared removed on that basis.
+func (n *Node) isVoter(id string) bool {
+	f := n.raft.GetConfiguration()
+	if f.Error() != nil {
+		return true
+	}
+	for _, s := range f.Configuration().Servers {
+		if s.ID == raft.ServerID(id) && s.Suffrage == raft.Voter {
+			return true
+		}
+	}
+	return false
 }
 
 // removedSet returns the ids of the zone's removed nodes.
@@ -89,13 +110,14 @@ func (n *Node) Removed() (fsm.RemovedNode, bool) {
 	return fsm.RemovedNode{}, false
 }
 
-// removalLoop looks for this node's id in the removed set: at start, then
-// every removedCheckInterval, in its own state and, while it knows no
-// leader, in the state of each live node of its zone. A removed node
-// stopped before the record reached it has only stale state, and nobody
-// sends it entries any more: without a leader it asks. A member of the
-// zone that knows its leader is a voter, and learns a later removal of
-// its own from its log.
+// removalLoop looks for this node's removal: at start, then every
+// removedCheckInterval, in its own state (its id in the set, itself out of
+// its configuration) and, while it knows no leader, in the state of each
+// live node of its zone. A removed node stopped before the record reached
+// it has only stale state, in which it is still a voter, and nobody sends
+// it entries any more: without a leader it asks. A member of the zone that
+// knows its leader is a voter, and learns a later removal of its own from
+// its log, or asks once it stops hearing from the leader.
 func (n *Node) removalLoop() {
 	ticker := time.NewTicker(removedCheckInterval)
 	defer ticker.Stop()
@@ -113,7 +135,7 @@ func (n *Node) removalLoop() {
 }
 
 func (n *Node) findRemoval() (fsm.RemovedNode, bool) {
-	if r, ok := n.fsm.RemovedNode(n.cfg.NodeID); ok {
+	if r, ok := n.fsm.RemovedNode(n.cfg.NodeID); ok && !n.isVoter(n.cfg.NodeID) {
 		return r, true
 	}
 	if _, leader := n.raft.LeaderWithID(); leader != "" {
@@ -164,7 +186,7 @@ func (n *Node) handleRemovedNode(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var out removedNodeResponse
-	if rec, ok := n.fsm.RemovedNode(id); ok {
+	if rec, ok := n.fsm.RemovedNode(id); ok && !n.isVoter(id) {
 		out.Removed = &rec
 	}
 	writeInternal(w, http.StatusOK, out)

@@ -9,8 +9,10 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strconv"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -61,7 +63,10 @@ The table goes to stdout, and with --json the same figures as JSON.`,
 			if err := bindEnv(cmd); err != nil {
 				return err
 			}
-			return runBench(cliContext(cmd), cmd.OutOrStdout(), cmd.ErrOrStderr(), f)
+			// Ctrl-C stops the children before the bench exits.
+			ctx, stop := signal.NotifyContext(cliContext(cmd), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return runBench(ctx, cmd.OutOrStdout(), cmd.ErrOrStderr(), f)
 		},
 	}
 	fl := cmd.Flags()
@@ -206,7 +211,9 @@ started again takes to serve an encryption with the last key created (from the
 process start until the answer).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runBenchScale(cliContext(cmd), cmd.OutOrStdout(), cmd.ErrOrStderr(), f)
+			ctx, stop := signal.NotifyContext(cliContext(cmd), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return runBenchScale(ctx, cmd.OutOrStdout(), cmd.ErrOrStderr(), f)
 		},
 	}
 	cmd.Flags().IntVar(&f.keys, "keys", 1_000_000, "keys to create")
@@ -216,8 +223,9 @@ process start until the answer).`,
 	return cmd
 }
 
-// scaleSnapshotThreshold is the Raft snapshot threshold of the scale
-// run: the newest snapshot lags the log by at most this many entries.
+// scaleSnapshotThreshold is the Raft snapshot threshold of the scale run
+// (the server's default): the newest snapshot lags the log by at most
+// this many entries once the writes stop.
 const scaleSnapshotThreshold = 8192
 
 func runBenchScale(ctx context.Context, out, progress io.Writer, f scaleFlags) error {
@@ -241,8 +249,11 @@ func runBenchScale(ctx context.Context, out, progress io.Writer, f scaleFlags) e
 	if err != nil {
 		return err
 	}
+	// The nodes snapshot as in production (every SnapshotThreshold
+	// entries, checked every SnapshotInterval): what a snapshot of a
+	// large state costs while writes go on is part of the measure.
 	zone, err := bench.StartZone(bench.ZoneOptions{Binary: bin, Dir: dir, Token: token, ExtraArgs: []string{
-		"--snapshot-threshold", strconv.Itoa(scaleSnapshotThreshold), "--snapshot-interval", "5s",
+		"--snapshot-threshold", strconv.Itoa(scaleSnapshotThreshold),
 	}})
 	if err != nil {
 		return err
@@ -282,7 +293,7 @@ func runBenchScale(ctx context.Context, out, progress io.Writer, f scaleFlags) e
 	}
 	fmt.Fprintf(progress, "created at %.0f keys/s; waiting for every node's snapshot\n", st.ReqPerSec)
 	want := int64(status.CommitIndex) - scaleSnapshotThreshold
-	deadline := time.Now().Add(5 * time.Minute)
+	deadline := time.Now().Add(10 * time.Minute)
 	for _, p := range zone.Nodes {
 		for {
 			idx, size, err := newestSnapshot(filepath.Join(dir, p.Name, "raft", "snapshots"))
@@ -291,7 +302,7 @@ func runBenchScale(ctx context.Context, out, progress io.Writer, f scaleFlags) e
 				break
 			}
 			if time.Now().After(deadline) {
-				return fmt.Errorf("node %s has no snapshot at index %d or later after 5 minutes (newest: %d, %v)", p.Name, want, idx, err)
+				return fmt.Errorf("node %s has no snapshot at index %d or later after 10 minutes (newest: %d, %v)", p.Name, want, idx, err)
 			}
 			select {
 			case <-ctx.Done():

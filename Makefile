@@ -5,7 +5,7 @@ PKGS     := ./...
 # The race detector needs cgo; the shipped binary does not.
 TESTFLAGS ?= -race -count=1 -timeout 15m
 
-.PHONY: help build test test-unit test-cluster chaos fuzz bench dev lint tidy depcheck clean
+.PHONY: help build test test-unit test-cluster chaos fuzz bench bench-scale dev lint tidy depcheck clean
 .PHONY: image up down e2e
 
 help: ## list the targets
@@ -30,8 +30,12 @@ fuzz: ## fuzz the ciphertext envelope parser for 30s each
 	$(GO) test -run=NONE -fuzz=FuzzParseHeader -fuzztime=30s ./crypto/
 	$(GO) test -run=NONE -fuzz=FuzzOpen -fuzztime=30s ./crypto/
 
-bench: ## Go benchmarks of crypto and the state machine
-	$(GO) test -run=NONE -bench=. -benchmem ./crypto/ ./fsm/
+bench: build ## load benchmark against the HTTP floor: 3-node zone + floor server as children; table, bin/bench.json (BENCHFLAGS=...)
+	$(BIN) bench --json bin/bench.json $(BENCHFLAGS)
+
+bench-scale: build ## 1M keys (KEYS=...) in a 3-node zone: RSS per node, snapshot size, restart time; FSM snapshot of 1M keys (minutes)
+	$(GO) test -run=NONE -bench='SnapshotRestore/keys=1M' -benchtime=1x -benchmem ./fsm/
+	$(BIN) bench scale --keys $(or $(KEYS),1000000) --json bin/bench-scale.json
 
 dev: build ## run a dev cluster of two zones of three nodes on 127.0.0.1:8200-8212 (Ctrl-C stops it)
 	$(BIN) dev --env-file .dev/env

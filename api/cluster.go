@@ -6,6 +6,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/keyzone/keyzone/api/wire"
+	"github.com/keyzone/keyzone/cluster"
 )
 
 func (s *server) clusterStatus(c *gin.Context) {
@@ -38,14 +39,47 @@ func (s *server) clusterDigest(c *gin.Context) {
 }
 
 // health needs no token, so load balancers and orchestrators can probe
-// it: 200 when the node is ready to serve, 503 otherwise, body Health.
+// it: 200 when the node is ready to serve (degraded or not: the body says
+// which and why), 503 otherwise.
 func (s *server) health(c *gin.Context) {
 	h := s.cluster.Health(c.Request.Context())
 	status := http.StatusOK
 	if !h.Ready {
 		status = http.StatusServiceUnavailable
 	}
-	c.JSON(status, wire.Health{Live: h.Live, Ready: h.Ready, Reason: h.Reason})
+	c.Header("Cache-Control", "no-store")
+	c.JSON(status, wireHealth(h))
+}
+
+// live is the liveness probe: 200 while the process serves HTTP, whatever
+// the state of its zone. An orchestrator restarts a node that fails it;
+// one that is only not ready must be left alone to catch up.
+func (s *server) live(c *gin.Context) {
+	c.Header("Cache-Control", "no-store")
+	c.JSON(http.StatusOK, wire.Health{Status: wire.HealthLive, Live: true, NodeID: s.nodeID, Zone: s.zone})
+}
+
+func wireHealth(h cluster.Health) wire.Health {
+	out := wire.Health{
+		Live: h.Live, Ready: h.Ready, Degraded: h.Degraded, Reason: h.Reason, Reasons: h.Reasons,
+		NodeID: h.NodeID, Zone: h.Zone, RaftState: h.State, Leader: h.Leader, Term: h.Term,
+		AppliedIndex: h.AppliedIndex, CommitIndex: h.CommitIndex, LeaderIndex: h.LeaderIndex,
+	}
+	if len(out.Reasons) == 0 && out.Reason != "" {
+		out.Reasons = []string{out.Reason}
+	}
+	if out.Reason == "" && len(out.Reasons) > 0 {
+		out.Reason = out.Reasons[0]
+	}
+	switch {
+	case !h.Ready:
+		out.Status = wire.HealthNotReady
+	case h.Degraded:
+		out.Status = wire.HealthDegraded
+	default:
+		out.Status = wire.HealthReady
+	}
+	return out
 }
 
 func (s *server) clusterPeers(c *gin.Context) {

@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"runtime/debug"
 	"strings"
@@ -14,10 +15,13 @@ import (
 
 	"github.com/gin-gonic/gin"
 	"github.com/hashicorp/go-hclog"
+	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/keyzone/keyzone/audit"
 	"github.com/keyzone/keyzone/cluster"
 	"github.com/keyzone/keyzone/fsm"
 	"github.com/keyzone/keyzone/keys"
+	"github.com/keyzone/keyzone/snapshot"
 )
 
 // KeyService is what the API needs of the key use cases; *keys.Service
@@ -68,6 +72,12 @@ type ClusterService interface {
 	// TransferLeadership hands leadership to the voter id, or to any
 	// voter when id is "".
 	TransferLeadership(ctx context.Context, id string) error
+	// SaveSnapshot returns the zone's snapshot archive as of a
+	// consistent read.
+	SaveSnapshot(ctx context.Context) (*cluster.Backup, error)
+	// RestoreSnapshot checks the archive read from r and replaces the
+	// zone's state with it.
+	RestoreSnapshot(ctx context.Context, r io.Reader) (snapshot.Meta, error)
 }
 
 // DefaultMaxPayload is the plaintext limit when Config.MaxPayload is 0.
@@ -113,6 +123,14 @@ type Config struct {
 	Metrics http.Handler
 	// Logger receives the request log (Debug) and failures; nil discards.
 	Logger hclog.Logger
+	// NodeID names this node in audit events.
+	NodeID string
+	// Registerer, when set, receives the request metrics (counts and
+	// latencies per route pattern and status), for Metrics to serve.
+	Registerer prometheus.Registerer
+	// Audit receives one event per admin call; nil logs them to Logger
+	// under the name "audit".
+	Audit audit.Sink
 }
 
 // DefaultConfig returns a Config with every optional field at its default.
@@ -147,6 +165,11 @@ type server struct {
 	zone         string
 	appliedIndex func() uint64
 	forwarder    ZoneForwarder
+
+	nodeID    string
+	metrics   *requestMetrics // nil: requests are not counted
+	auditSink audit.Sink
+	ids       *requestIDs
 }
 
 // NewRouter validates cfg and returns the API's HTTP handler. It sets
@@ -175,12 +198,16 @@ func NewRouter(cfg Config) (http.Handler, error) {
 		forwarder:    cfg.Forwarder,
 	}
 
+	if err := s.initObservability(cfg); err != nil {
+		return nil, err
+	}
+
 	gin.SetMode(gin.ReleaseMode)
 	e := gin.New()
 	e.HandleMethodNotAllowed = true
 	e.RedirectTrailingSlash = false
 	e.RedirectFixedPath = false
-	e.Use(s.logRequest, s.recoverPanic, s.renderErrors)
+	e.Use(s.instrument, s.requestID, s.logRequest, s.recoverPanic, s.renderErrors)
 	e.NoRoute(func(c *gin.Context) { c.Error(errRouteNotFound) })
 	e.NoMethod(func(c *gin.Context) { c.Error(errMethodNotAllowed) })
 
@@ -190,19 +217,25 @@ func NewRouter(cfg Config) (http.Handler, error) {
 
 	v1 := e.Group("/v1")
 	v1.GET("/health", s.health)
+	v1.GET("/health/live", s.live)
 
 	authed := v1.Group("", s.authenticate, s.organization, s.minIndex)
-	authed.GET("/cluster/status", s.clusterStatus)
-	authed.GET("/cluster/digest", s.clusterDigest)
-	authed.GET("/cluster/peers", s.clusterPeers)
-	authed.DELETE("/cluster/peers/:id", s.removePeer)
-	authed.POST("/cluster/transfer-leadership", s.transferLeadership)
-	authed.GET("/zones", s.zones)
+	// Admin calls (the cluster, the zones, key changes) are audited; the
+	// audit comes before authentication, so refused calls are too.
+	admin := v1.Group("", s.audit, s.authenticate, s.organization, s.minIndex)
+	admin.GET("/cluster/status", s.clusterStatus)
+	admin.GET("/cluster/digest", s.clusterDigest)
+	admin.GET("/cluster/peers", s.clusterPeers)
+	admin.DELETE("/cluster/peers/:id", s.removePeer)
+	admin.POST("/cluster/transfer-leadership", s.transferLeadership)
+	admin.GET("/cluster/snapshot", s.snapshotSave)
+	admin.PUT("/cluster/snapshot", s.snapshotRestore)
+	admin.GET("/zones", s.zones)
 
 	// Lifecycle changes of a replica key go on to its primary zone.
-	life := authed.Group("", s.forwardToPrimary)
+	life := admin.Group("", s.forwardToPrimary)
 
-	authed.POST("/keys", s.createKey)
+	admin.POST("/keys", s.createKey)
 	authed.GET("/keys", s.listKeys)
 	authed.GET("/keys/:id", s.getKey)
 	life.PATCH("/keys/:id", s.updateKey)

@@ -159,11 +159,19 @@ func (c *Client) Zones(ctx context.Context, opts ...CallOption) (wire.ZonesRespo
 	return out, err
 }
 
-// Health returns the node's health. A node that is live but not ready
-// answers 503 with its Health, which is returned without error; check
-// Ready.
+// Health returns the node's health (GET /v1/health, no token needed). A
+// node that is not ready answers 503 with its Health, which is returned
+// without error: check Ready, then Degraded and Reasons.
 func (c *Client) Health(ctx context.Context, opts ...CallOption) (wire.Health, error) {
 	var out wire.Health
 	err := c.do(ctx, http.MethodGet, "/v1/health", nil, nil, &out, opts, http.StatusServiceUnavailable)
+	return out, err
+}
+
+// Live asks the node's liveness probe (GET /v1/health/live, no token
+// needed), which answers while the process serves, ready or not.
+func (c *Client) Live(ctx context.Context, opts ...CallOption) (wire.Health, error) {
+	var out wire.Health
+	err := c.do(ctx, http.MethodGet, "/v1/health/live", nil, nil, &out, opts)
 	return out, err
 }

@@ -71,6 +71,9 @@ type Config struct {
 	// GossipProfile is "lan" (default) or "local" (loopback dev and
 	// tests: faster failure detection).
 	GossipProfile string
+	// ReplicationLagThreshold: a remote zone that has not acknowledged a
+	// change of this zone for longer makes Health degraded (default 60 s).
+	ReplicationLagThreshold time.Duration
 }
 
 // DefaultConfig returns production timings: raft's defaults, snapshots
@@ -87,6 +90,8 @@ func DefaultConfig() Config {
 		ApplyTimeout:       10 * time.Second,
 		LeaderWait:         5 * time.Second,
 		GossipProfile:      "lan",
+
+		ReplicationLagThreshold: time.Minute,
 	}
 }
 
@@ -172,6 +177,9 @@ func (c *Config) withDefaults() {
 	}
 	if c.GossipProfile == "" {
 		c.GossipProfile = d.GossipProfile
+	}
+	if c.ReplicationLagThreshold == 0 {
+		c.ReplicationLagThreshold = d.ReplicationLagThreshold
 	}
 	if c.Logger == nil {
 		c.Logger = hclog.NewNullLogger()

@@ -2,9 +2,6 @@ package cluster
 
 import (
 	"context"
-	"time"
-
-	"github.com/hashicorp/raft"
 )
 
 // Status returns this node's view of its zone: the voters with their
@@ -47,36 +44,4 @@ func (n *Node) Status(ctx context.Context) (Status, error) {
 		st.Nodes = append(st.Nodes, ns)
 	}
 	return st, nil
-}
-
-// Health reports the node live (it answers) and ready when it knows a
-// leader that it heard from recently, or leads itself.
-func (n *Node) Health(ctx context.Context) Health {
-	if r := n.removedReason(); r != "" {
-		return Health{Live: true, Reason: r}
-	}
-	h := Health{Live: true}
-	switch {
-	case n.raft.State() == raft.Leader:
-		if !n.isLeaderReady() {
-			h.Reason = "leader is catching up"
-			return h
-		}
-	case n.raft.State() == raft.Shutdown:
-		h.Live = false
-		h.Reason = "shutting down"
-		return h
-	default:
-		_, id := n.raft.LeaderWithID()
-		if id == "" {
-			h.Reason = "no known leader"
-			return h
-		}
-		if last := n.raft.LastContact(); last.IsZero() || time.Since(last) > 5*n.cfg.HeartbeatTimeout {
-			h.Reason = "no recent contact with the leader"
-			return h
-		}
-	}
-	h.Ready = true
-	return h
 }

@@ -84,6 +84,7 @@ func Open(cfg Config) (*Node, error) {
 		http:     newHTTPClient(),
 	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
+	n.removeStaleSnapshotFiles()
 	if err := n.openRaft(); err != nil {
 		n.cancel()
 		n.closeStores()

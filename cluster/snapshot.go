@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -258,6 +259,19 @@ func (n *Node) maxSnapshotBytes() int64 {
 		return n.cfg.MaxSnapshotBytes
 	}
 	return DefaultMaxSnapshotBytes
+}
+
+// removeStaleSnapshotFiles removes the temporary files a previous run of
+// this node left in its data dir.
+func (n *Node) removeStaleSnapshotFiles() {
+	for _, prefix := range []string{"backup", "restore-state"} {
+		stale, _ := filepath.Glob(filepath.Join(n.cfg.DataDir, prefix+"-*.tmp"))
+		for _, f := range stale {
+			if err := os.Remove(f); err == nil {
+				n.logger.Info("removed a temporary snapshot file left by a previous run", "file", filepath.Base(f))
+			}
+		}
+	}
 }
 
 func (n *Node) tempFile(prefix string) (*os.File, error) {

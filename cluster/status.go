@@ -32,14 +32,6 @@ type Status struct {
 	CommitIndex  uint64       `json:"commit_index"`
 }
 
-// Health says whether a node is live (answers) and ready (knows a leader
-// and has applied what it had committed when asked).
-type Health struct {
-	Live   bool   `json:"live"`
-	Ready  bool   `json:"ready"`
-	Reason string `json:"reason,omitempty"`
-}
-
 // outcomeUnknownError marks errors after which a proposal may or may not
 // have been committed, for callers that can settle the question by
 // reading the state again.

@@ -16,6 +16,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/keyzone/keyzone/api"
+	"github.com/keyzone/keyzone/audit"
 	"github.com/keyzone/keyzone/cluster"
 	"github.com/keyzone/keyzone/fsm"
 	"github.com/keyzone/keyzone/keys"
@@ -43,7 +44,10 @@ type Config struct {
 	// ReplicationPollWait bounds how long a pull of another zone's change
 	// log waits for a change (0: the zone package's default).
 	ReplicationPollWait time.Duration
-	Logger              hclog.Logger
+	// Audit receives one event per admin call; nil logs them under the
+	// name "audit". Start does not close it.
+	Audit  audit.Sink
+	Logger hclog.Logger
 }
 
 // Server is a running node.
@@ -107,6 +111,9 @@ func Start(cfg Config) (*Server, error) {
 func (s *Server) start() error {
 	s.fsm = fsm.New(s.cfg.Logger, fsm.WithZone(s.cfg.Cluster.Zone))
 
+	// Before Raft starts, so that no sample of the per-peer contact is
+	// lost (see cluster.RecordRaftTelemetry).
+	cluster.RecordRaftTelemetry()
 	cc := s.cfg.Cluster
 	cc.FSM = s.fsm
 	cc.Logger = s.cfg.Logger
@@ -152,6 +159,7 @@ func (s *Server) start() error {
 	internal.Handle(zone.ChangesPath, repl.Handler())
 	internal.Handle("/v1/internal/", node.InternalHandler())
 
+	reg := metricsRegistry(node)
 	router, err := api.NewRouter(api.Config{
 		Keys:         svc,
 		Cluster:      node,
@@ -160,9 +168,12 @@ func (s *Server) start() error {
 		Zone:         cc.Zone,
 		AppliedIndex: s.fsm.AppliedIndex,
 		Forwarder:    zone.NewForwarder(directory{node}),
-		Metrics:      metricsHandler(node),
+		Metrics:      promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
+		Registerer:   reg,
 		MaxPayload:   kc.MaxPayload,
 		Logger:       s.cfg.Logger,
+		NodeID:       cc.NodeID,
+		Audit:        s.cfg.Audit,
 	})
 	if err != nil {
 		return err
@@ -251,11 +262,13 @@ func (d directory) Zones() []string {
 	return out
 }
 
-// metricsHandler serves this node's metrics: its cluster and replication
-// state, and the Go runtime and process of the server.
-func metricsHandler(node *cluster.Node) http.Handler {
+// metricsRegistry holds this node's metrics: its cluster and replication
+// state, the Go runtime and process of the server, and (registered by the
+// API) its requests. One registry per node, so that the nodes of an
+// in-process test zone each serve their own.
+func metricsRegistry(node *cluster.Node) *prometheus.Registry {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(node.Collector(), collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
+	return reg
 }

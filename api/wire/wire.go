@@ -293,13 +293,41 @@ type DigestReport struct {
 	Keys      []KeyDigest `json:"keys"` // [] when none, never null
 }
 
-// Health is the body of GET /v1/health, sent with 200 when Ready and 503
-// otherwise.
+// Health is the body of GET /v1/health, sent with 200 when Ready (degraded
+// or not) and 503 otherwise, and of GET /v1/health/live (always 200 while
+// the node serves; only Status, Live, NodeID and Zone are set).
 type Health struct {
-	Live   bool   `json:"live"`
-	Ready  bool   `json:"ready"`
-	Reason string `json:"reason,omitempty"`
+	// Status sums the rest up: "ready", "degraded" (ready, with Reasons),
+	// "not_ready" or, from the liveness route, "live".
+	Status   string `json:"status"`
+	Live     bool   `json:"live"`
+	Ready    bool   `json:"ready"`
+	Degraded bool   `json:"degraded"`
+	// Reason is the first of Reasons, which say why the node is not ready
+	// or is degraded, most important first.
+	Reason  string   `json:"reason,omitempty"`
+	Reasons []string `json:"reasons,omitempty"`
+
+	NodeID string `json:"node_id,omitempty"`
+	Zone   string `json:"zone,omitempty"`
+	// RaftState is leader, follower, candidate or shutdown.
+	RaftState    string `json:"raft_state,omitempty"`
+	Leader       string `json:"leader,omitempty"`
+	Term         uint64 `json:"term,omitempty"`
+	AppliedIndex uint64 `json:"applied_index,omitempty"`
+	CommitIndex  uint64 `json:"commit_index,omitempty"`
+	// LeaderIndex is the leader's applied index a follower compared its
+	// own with.
+	LeaderIndex uint64 `json:"leader_index,omitempty"`
 }
+
+// Health statuses.
+const (
+	HealthReady    = "ready"
+	HealthDegraded = "degraded"
+	HealthNotReady = "not_ready"
+	HealthLive     = "live"
+)
 
 // ErrorResponse is the body of every error answer.
 type ErrorResponse struct {

@@ -16,11 +16,12 @@ import (
 )
 
 // addClientCommands adds the admin CLI (key, encrypt, decrypt,
-// generate-data-key, re-encrypt, cluster, zone) to root. The commands reach a
-// node through the Go SDK, at KEYZONE_ADDR with KEYZONE_TOKEN unless
-// --addr and --token say otherwise.
+// generate-data-key, re-encrypt, cluster, zone, health) and shell
+// completion to root. The commands reach a node through the Go SDK, at
+// KEYZONE_ADDR with KEYZONE_TOKEN unless --addr and --token say otherwise.
 func addClientCommands(root *cobra.Command) {
 	root.AddCommand(newClientCommands(os.Getenv)...)
+	root.AddCommand(newCompletionCommand())
 }
 
 // newClientCommands builds the client command tree; getenv is how it
@@ -42,6 +43,7 @@ func newClientCommands(getenv func(string) string) []*cobra.Command {
 		f.StringVar(&g.addr, "addr", "", "node API address (default $KEYZONE_ADDR)")
 		f.StringVar(&g.token, "token", "", "API token (default $KEYZONE_TOKEN)")
 		f.StringVarP(&g.output, "output", "o", "table", "output format: table or json")
+		_ = c.RegisterFlagCompletionFunc("output", cobra.FixedCompletions([]string{"table", "json"}, cobra.ShellCompDirectiveNoFileComp))
 	}
 	return cmds
 }
@@ -64,11 +66,20 @@ func (g *cliGlobal) connect() (*client.Client, error) {
 	return client.New(addr, token)
 }
 
+// checkOutput refuses an output format render does not know, before the
+// command does anything.
+func (g *cliGlobal) checkOutput() error {
+	if g.output != "table" && g.output != "json" {
+		return fmt.Errorf("--output %q: want table or json", g.output)
+	}
+	return nil
+}
+
 // endpoint checks the output format and returns the node's address and
 // the token, from the flags or the environment.
 func (g *cliGlobal) endpoint() (addr, token string, err error) {
-	if g.output != "table" && g.output != "json" {
-		return "", "", fmt.Errorf("--output %q: want table or json", g.output)
+	if err := g.checkOutput(); err != nil {
+		return "", "", err
 	}
 	addr = g.addr
 	if addr == "" {

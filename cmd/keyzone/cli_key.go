@@ -63,6 +63,9 @@ func newKeyCreateCommand(g *cliGlobal) *cobra.Command {
 			if period < 0 {
 				return errors.New("--rotation-period must not be negative")
 			}
+			if quiet && g.output == "json" {
+				return errors.New("--quiet prints the id alone; -o json prints the key: give one")
+			}
 			c, err := g.connect()
 			if err != nil {
 				return err

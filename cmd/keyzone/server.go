@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/keyzone/keyzone/audit"
 	"github.com/keyzone/keyzone/cluster"
 	kzcrypto "github.com/keyzone/keyzone/crypto"
 	"github.com/keyzone/keyzone/keys"
@@ -32,6 +33,8 @@ type serverFlags struct {
 	minRotation                                time.Duration
 	snapshotThreshold, trailingLogs            uint64
 	snapshotInterval                           time.Duration
+	auditLog                                   string
+	replicationLagThreshold                    time.Duration
 }
 
 func newServerCommand() *cobra.Command {
@@ -80,6 +83,9 @@ dashes as underscores), e.g. KEYZONE_NODE_ID. The root key is read from
 	fl.Uint64Var(&f.snapshotThreshold, "snapshot-threshold", c.SnapshotThreshold, "log entries between Raft snapshots")
 	fl.DurationVar(&f.snapshotInterval, "snapshot-interval", c.SnapshotInterval, "how often Raft checks whether to snapshot")
 	fl.Uint64Var(&f.trailingLogs, "trailing-logs", c.TrailingLogs, "log entries kept after a snapshot")
+	fl.StringVar(&f.auditLog, "audit-log", "", `append one JSON line per admin call to this file, or "-" for stdout (default: the node's log, as logger "audit")`)
+	fl.DurationVar(&f.replicationLagThreshold, "replication-lag-threshold", c.ReplicationLagThreshold,
+		"GET /v1/health says degraded when a remote zone has not acknowledged a change of this zone for longer")
 	return cmd
 }
 
@@ -99,6 +105,18 @@ func runServer(ctx context.Context, f serverFlags) error {
 	if f.nodeID == "" || f.dataDir == "" {
 		return errors.New("--node-id and --data-dir are required")
 	}
+	if f.replicationLagThreshold <= 0 {
+		return fmt.Errorf("--replication-lag-threshold %s: want a positive duration", f.replicationLagThreshold)
+	}
+	var sink audit.Sink
+	if f.auditLog != "" {
+		js, err := audit.Open(f.auditLog)
+		if err != nil {
+			return err
+		}
+		defer js.Close()
+		sink = js
+	}
 	cfg := server.Config{
 		Cluster: cluster.Config{
 			NodeID: f.nodeID, Zone: f.zone, DataDir: f.dataDir,
@@ -106,6 +124,7 @@ func runServer(ctx context.Context, f serverFlags) error {
 			GossipBind: f.gossipAddr, GossipAdvertise: f.gossipAdvertise, GossipProfile: f.gossipProfile,
 			Join: f.join, BootstrapExpect: f.bootstrapExpect,
 			SnapshotThreshold: f.snapshotThreshold, SnapshotInterval: f.snapshotInterval, TrailingLogs: f.trailingLogs,
+			ReplicationLagThreshold: f.replicationLagThreshold,
 		},
 		Keys: keys.Config{
 			REK: rek, MaxPayload: f.maxPayload,
@@ -115,6 +134,7 @@ func runServer(ctx context.Context, f serverFlags) error {
 		APIBind:      f.apiAddr,
 		APIAdvertise: f.apiAdvertise,
 		RootToken:    token,
+		Audit:        sink,
 		Logger:       logger,
 	}
 	srv, err := server.Start(cfg)

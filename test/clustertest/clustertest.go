@@ -47,6 +47,9 @@ type Options struct {
 	// ReplicationPollWait bounds one pull of another zone's change log
 	// (default 2 s in tests).
 	ReplicationPollWait time.Duration
+	// Server, when set, adjusts each node's server config last (health
+	// thresholds, the audit sink).
+	Server func(*server.Config)
 }
 
 // Node is one node of a test zone.
@@ -248,7 +251,7 @@ func (c *Cluster) serverConfig(opts Options, node *Node, expect int, join []stri
 	if poll == 0 {
 		poll = 2 * time.Second
 	}
-	return server.Config{
+	cfg := server.Config{
 		Cluster:             cc,
 		Keys:                kc,
 		APIBind:             "127.0.0.1:0",
@@ -256,6 +259,10 @@ func (c *Cluster) serverConfig(opts Options, node *Node, expect int, join []stri
 		Logger:              c.logger.Named(node.ID),
 		ReplicationPollWait: poll,
 	}
+	if opts.Server != nil {
+		opts.Server(&cfg)
+	}
+	return cfg
 }
 
 // WaitReady waits until every running node is ready (knows a leader it

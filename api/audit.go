@@ -1,0 +1,148 @@
+package api
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"net"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/keyzone/keyzone/audit"
+)
+
+// headerRequestID carries the request id on every response: the one the
+// caller sent when it is a sane short token, else one made here. The audit
+// log records it, so a caller can find its call there.
+const headerRequestID = "X-Request-Id"
+
+// maxRequestID bounds an incoming request id (and an id named in a route,
+// as the audit log records it).
+const maxRequestID = 64
+
+// requestIDs makes request ids: a random prefix per router, so that ids
+// of different nodes and restarts do not collide, and a counter.
+type requestIDs struct {
+	prefix string
+	seq    atomic.Uint64
+}
+
+func newRequestIDs() *requestIDs {
+	b := make([]byte, 6)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails (Go 1.24+)
+	return &requestIDs{prefix: hex.EncodeToString(b) + "-"}
+}
+
+func (r *requestIDs) next() string {
+	var buf [48]byte
+	b := append(buf[:0], r.prefix...)
+	b = strconv.AppendUint(b, r.seq.Add(1), 36)
+	return string(b)
+}
+
+// requestID sets X-Request-Id on the response before anything else runs,
+// so that error answers carry it too.
+func (s *server) requestID(c *gin.Context) {
+	id := c.Request.Header.Get(headerRequestID)
+	if !saneToken(id, maxRequestID) {
+		id = s.ids.next()
+	}
+	c.Writer.Header()[headerRequestID] = []string{id}
+	c.Next()
+}
+
+// saneToken: 1 to max characters of letters, digits, '.', '_', '-' and
+// ':'. Anything else a caller sends (long strings, spaces, control
+// characters) is not written to the audit log.
+func saneToken(s string, max int) bool {
+	if s == "" || len(s) > max {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		switch ch := s[i]; {
+		case ch >= 'a' && ch <= 'z', ch >= 'A' && ch <= 'Z', ch >= '0' && ch <= '9',
+			ch == '.', ch == '_', ch == '-', ch == ':':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// audit records one event per call of the route it guards, after the
+// call, whatever its outcome: it runs before authentication, so calls
+// refused for a missing or wrong token are recorded too, and it records a
+// call whose handler panicked as failed (500) while the panic goes on up.
+// Bodies, headers and query strings are never read.
+func (s *server) audit(c *gin.Context) {
+	start := time.Now()
+	completed := false
+	defer func() {
+		status, code := responseStatus(c)
+		if !completed {
+			status, code = internalRule.status, internalRule.code
+		}
+		e := audit.Event{
+			Time:      start,
+			RequestID: c.Writer.Header().Get(headerRequestID),
+			Node:      s.nodeID,
+			Zone:      s.zone,
+			Method:    c.Request.Method,
+			Route:     route(c),
+			Status:    status,
+			Outcome:   audit.OutcomeOf(status),
+			Code:      code,
+			Source:    remoteHost(c.Request.RemoteAddr),
+			Duration:  time.Since(start),
+		}
+		if id := c.Param("id"); id != "" {
+			id = auditParam(id)
+			if strings.HasPrefix(e.Route, "/v1/cluster/") {
+				e.PeerID = id
+			} else {
+				e.KeyID = id
+			}
+		}
+		if z := c.Param("zone"); z != "" {
+			e.TargetZone = auditParam(z)
+		}
+		if err := s.auditSink.Record(e); err != nil {
+			// The call has been carried out: say loudly that its record
+			// is missing rather than pretend. Failing closed (refusing
+			// calls that can't be recorded) comes with tenancy.
+			s.logger.Error("audit record failed", "request_id", e.RequestID, "route", e.Route, "error", err)
+		}
+	}()
+	c.Next()
+	completed = true
+}
+
+// responseStatus is the status the caller gets: an error attached with
+// c.Error is rendered by renderErrors only after the middleware below it
+// returned, from the same table.
+func responseStatus(c *gin.Context) (int, string) {
+	if len(c.Errors) > 0 && !c.Writer.Written() {
+		r := ruleFor(c.Errors.Last().Err)
+		return r.status, r.code
+	}
+	return c.Writer.Status(), ""
+}
+
+// auditParam keeps an id from the path as is when it looks like one, so
+// that a caller can't write arbitrary text into the audit log.
+func auditParam(v string) string {
+	if saneToken(v, maxRequestID) {
+		return v
+	}
+	return "(invalid)"
+}
+
+func remoteHost(addr string) string {
+	if host, _, err := net.SplitHostPort(addr); err == nil {
+		return host
+	}
+	return addr
+}

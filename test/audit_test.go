@@ -1,0 +1,157 @@
+package test
+
+import (
+	"bufio"
+	"encoding/json"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/keyzone/keyzone/api/wire"
+	"github.com/keyzone/keyzone/audit"
+	"github.com/keyzone/keyzone/client"
+	"github.com/keyzone/keyzone/server"
+	"github.com/keyzone/keyzone/test/clustertest"
+)
+
+// readAudit parses an audit log file, one JSON object per line.
+func readAudit(t *testing.T, path string) []map[string]any {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var out []map[string]any
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		var m map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
+			t.Fatalf("audit line %q: %v", sc.Text(), err)
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+// TestAudit_AdminCallsOfARealZone sends admin calls to a follower of a
+// real zone whose nodes write their audit logs to files, and reads the
+// follower's JSON lines back: one per admin call (refused ones too), none
+// for crypto, and never the token.
+func TestAudit_AdminCallsOfARealZone(t *testing.T) {
+	dir := t.TempDir()
+	var (
+		mu    sync.Mutex
+		sinks []*audit.JSONSink
+	)
+	// Registered before the zone's own cleanup, so it runs after the
+	// nodes have stopped writing.
+	t.Cleanup(func() {
+		for _, s := range sinks {
+			s.Close()
+		}
+	})
+	z := clustertest.New(t, 3, clustertest.Options{Zone: "audit-a", Server: func(c *server.Config) {
+		s, err := audit.Open(filepath.Join(dir, c.Cluster.NodeID+".log"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		mu.Lock()
+		sinks = append(sinks, s)
+		mu.Unlock()
+		c.Audit = s
+	}})
+	f := z.Followers()[0]
+	ctx := testCtx(t, 60*time.Second)
+	cl, err := client.New(f.Addr(), z.Token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := cl.CreateKey(ctx, wire.CreateKeyRequest{Name: "audited", Description: "not for the audit log"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl.Encrypt(ctx, k.ID, wire.EncryptRequest{Plaintext: []byte("plaintext-not-audited")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl.Peers(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.RemovePeer(ctx, "no-such-node"); err == nil {
+		t.Fatal("remove an unknown peer: want an error")
+	}
+	// A rotation with the caller's request id, then a wrong token.
+	req, _ := http.NewRequest("POST", f.Addr()+"/v1/keys/"+k.ID+"/rotate", nil)
+	req.Header.Set("Authorization", "Bearer "+z.Token)
+	req.Header.Set("X-Request-Id", "ops-ticket-42")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("X-Request-Id") != "ops-ticket-42" {
+		t.Fatalf("rotate: got %d, X-Request-Id %q", resp.StatusCode, resp.Header.Get("X-Request-Id"))
+	}
+	wrong := "Bearer wrong-token-0123456789abcdef"
+	req, _ = http.NewRequest("GET", f.Addr()+"/v1/cluster/status", nil)
+	req.Header.Set("Authorization", wrong)
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	deniedID := resp.Header.Get("X-Request-Id")
+	if resp.StatusCode != http.StatusUnauthorized || deniedID == "" {
+		t.Fatalf("wrong token: got %d, X-Request-Id %q", resp.StatusCode, deniedID)
+	}
+
+	lines := readAudit(t, filepath.Join(dir, f.ID+".log"))
+	want := []struct{ method, route, keyID, peerID, outcome string }{
+		{"POST", "/v1/keys", "", "", "success"},
+		{"GET", "/v1/cluster/peers", "", "", "success"},
+		{"DELETE", "/v1/cluster/peers/:id", "", "no-such-node", "refused"},
+		{"POST", "/v1/keys/:id/rotate", k.ID, "", "success"},
+		{"GET", "/v1/cluster/status", "", "", "denied"},
+	}
+	if len(lines) != len(want) {
+		t.Fatalf("got %d audit lines, want %d: %v", len(lines), len(want), lines)
+	}
+	for i, w := range want {
+		l := lines[i]
+		str := func(k string) string { s, _ := l[k].(string); return s }
+		if str("method") != w.method || str("route") != w.route || str("key_id") != w.keyID || str("peer_id") != w.peerID ||
+			str("outcome") != w.outcome {
+			t.Errorf("line %d: got %v, want %+v", i, l, w)
+		}
+		if str("node") != f.ID || str("zone") != "audit-a" || str("source") != "127.0.0.1" || str("request_id") == "" {
+			t.Errorf("line %d: context: %v", i, l)
+		}
+		if _, err := time.Parse(time.RFC3339Nano, str("time")); err != nil {
+			t.Errorf("line %d: time: %v", i, err)
+		}
+		if d, ok := l["duration_ms"].(float64); !ok || d < 0 {
+			t.Errorf("line %d: duration_ms %v", i, l["duration_ms"])
+		}
+	}
+	if lines[3]["request_id"] != "ops-ticket-42" || lines[4]["request_id"] != deniedID {
+		t.Errorf("request ids: got %v and %v", lines[3]["request_id"], lines[4]["request_id"])
+	}
+	if lines[4]["status"] != 401.0 || lines[4]["code"] != "unauthorized" {
+		t.Errorf("denied call: got %v", lines[4])
+	}
+	for _, n := range z.Nodes {
+		b, err := os.ReadFile(filepath.Join(dir, n.ID+".log"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, secret := range []string{z.Token, "wrong-token", "not for the audit log", "plaintext-not-audited"} {
+			if strings.Contains(string(b), secret) {
+				t.Errorf("%s's audit log holds %q", n.ID, secret)
+			}
+		}
+	}
+}

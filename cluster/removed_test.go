@@ -78,9 +78,9 @@ func TestRemoved_RecordedVoterStays(t *testing.T) {
 	if !isVoter(t, leader, victim.ID()) {
 		t.Fatal("the leader removed a voter on the strength of the set alone")
 	}
-	if h := victim.Health(ctx); !h.Ready {
-		t.Errorf("health of the voter: %+v, want ready", h)
-	}
+	waitFor(t, 10*time.Second, "the voter in the set to be ready", func() bool {
+		return victim.Health(ctx).Ready
+	})
 
 	if err := leader.RemovePeer(ctx, victim.ID()); err != nil {
 		t.Fatalf("remove %s: %v", victim.ID(), err)

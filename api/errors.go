@@ -13,6 +13,7 @@ import (
 	kzcrypto "github.com/keyzone/keyzone/crypto"
 	"github.com/keyzone/keyzone/fsm"
 	"github.com/keyzone/keyzone/keys"
+	"github.com/keyzone/keyzone/snapshot"
 )
 
 // Errors of the HTTP layer itself. They travel through c.Errors and the
@@ -89,6 +90,7 @@ var errorTable = []errorRule{
 	{match: is(kzcrypto.ErrContext), status: http.StatusBadRequest, code: wire.CodeInvalidArgument},
 	{match: is(kzcrypto.ErrDataKeySize), status: http.StatusBadRequest, code: wire.CodeInvalidArgument},
 	{match: is(kzcrypto.ErrInvalidKeyID), status: http.StatusBadRequest, code: wire.CodeInvalidArgument},
+	{match: is(snapshot.ErrInvalid), status: http.StatusBadRequest, code: wire.CodeInvalidSnapshot},
 
 	{match: is(errUnauthorized), status: http.StatusUnauthorized, code: wire.CodeUnauthorized},
 
@@ -107,10 +109,12 @@ var errorTable = []errorRule{
 	{match: is(keys.ErrKeyDisabled), status: http.StatusConflict, code: wire.CodeKeyDisabled},
 	{match: is(cluster.ErrLastVoter), status: http.StatusConflict, code: wire.CodeLastVoter},
 	{match: is(cluster.ErrRemoveLeader), status: http.StatusConflict, code: wire.CodePeerIsLeader},
+	{match: is(cluster.ErrSnapshotMismatch), status: http.StatusConflict, code: wire.CodeSnapshotMismatch},
 	{match: is(fsm.ErrRevisionMismatch), status: http.StatusPreconditionFailed, code: wire.CodeRevisionMismatch},
 
 	{match: is(kzcrypto.ErrPayloadTooLarge), status: http.StatusRequestEntityTooLarge, code: wire.CodePayloadTooLarge},
 	{match: is(errBodyTooLarge), status: http.StatusRequestEntityTooLarge, code: wire.CodePayloadTooLarge},
+	{match: is(snapshot.ErrTooLarge), status: http.StatusRequestEntityTooLarge, code: wire.CodePayloadTooLarge},
 
 	// The caller went away; nobody reads the answer, but the log should
 	// not call it an internal error.

@@ -48,6 +48,9 @@ type KeyService interface {
 	AddReplica(ctx context.Context, r keys.KeyRef, zone string) (*fsm.Key, error)
 	RemoveReplica(ctx context.Context, r keys.KeyRef, zone string) (*fsm.Key, error)
 	UpdatePrimary(ctx context.Context, p keys.UpdatePrimaryParams) (*fsm.Key, error)
+	// ImportParameters and ImportKeyMaterial serve bring-your-own-key.
+	ImportParameters(ctx context.Context, r keys.KeyRef) (keys.ImportParameters, error)
+	ImportKeyMaterial(ctx context.Context, p keys.ImportMaterialParams) (*fsm.Key, error)
 }
 
 // ClusterService is what the API needs of the node; *cluster.Node
@@ -250,6 +253,8 @@ func NewRouter(cfg Config) (http.Handler, error) {
 	life.POST("/keys/:id/replicas", s.addReplica)
 	life.DELETE("/keys/:id/replicas/:zone", s.removeReplica)
 	life.POST("/keys/:id/update-primary", s.updatePrimary)
+	life.GET("/keys/:id/import-parameters", s.importParameters)
+	life.POST("/keys/:id/import", s.importKeyMaterial)
 
 	authed.POST("/keys/:id/encrypt", s.encrypt)
 	authed.POST("/keys/:id/decrypt", s.decrypt)

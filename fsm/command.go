@@ -64,6 +64,13 @@ const (
 	// have applied sequences the restored log hands out again, so every
 	// entry is logged anew above them. Since v3.
 	CmdRenumberChanges CommandType = 17
+	// CmdSetImportParams makes an X25519 key pair and an import token the
+	// current import parameters of a key of origin external
+	// (SetImportParamsV1). Since v4 (BYOK).
+	CmdSetImportParams CommandType = 18
+	// CmdImportKeyMaterial adds a version derived from imported material,
+	// consuming the import parameters (ImportKeyMaterialV1). Since v4.
+	CmdImportKeyMaterial CommandType = 19
 )
 
 // CommandVersion1 is the only payload version so far.

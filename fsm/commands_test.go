@@ -78,7 +78,7 @@ func commandCases() []commandCase {
 	name2 := "renamed"
 	tags2 := []string{"x", "y"}
 
-	return []commandCase{
+	return append([]commandCase{
 		{
 			name:  "CreateKey",
 			setup: setup(),
@@ -379,7 +379,7 @@ func commandCases() []commandCase {
 				}
 			},
 		},
-	}
+	}, importCommandCases(setup)...)
 }
 
 func TestFSM_Commands_CoverEveryType(t *testing.T) {
@@ -392,7 +392,7 @@ func TestFSM_Commands_CoverEveryType(t *testing.T) {
 			t.Errorf("command type %d has no case", typ)
 		}
 	}
-	for typ := CmdCreateKey; typ <= CmdRenumberChanges; typ++ {
+	for typ := CmdCreateKey; typ <= CmdImportKeyMaterial; typ++ {
 		if decoderFor(typ) == nil {
 			t.Errorf("command type %d has no decoder", typ)
 		}

@@ -79,6 +79,10 @@ var sentinelCodes = []struct {
 	{ErrRotationPending, CodeRotationPending},
 	{ErrChangeGap, CodeChangeGap},
 	{ErrZoneBehind, CodeZoneBehind},
+	{ErrNotExternal, CodeNotExternal},
+	{ErrImportTokenInvalid, CodeImportTokenInvalid},
+	{ErrImportTokenExpired, CodeImportTokenExpired},
+	{ErrImportTokenUsed, CodeImportTokenUsed},
 }
 
 // NotPrimaryError refuses a lifecycle change of a replica key: changes

@@ -60,7 +60,8 @@ type state struct {
 	replication map[string]ZoneProgress // per remote zone
 	pending     map[string]struct{}     // primary keys with a pending version
 
-	removedNodes map[string]RemovedNode // by node id, made on first use (nodes.go)
+	removedNodes map[string]RemovedNode  // by node id, made on first use (nodes.go)
+	imports      map[string]ImportParams // by key id, made on first use (import.go)
 }
 
 func newState(zone string) *state {
@@ -206,6 +207,10 @@ func decoderFor(t CommandType) func(json.RawMessage) (applyFunc, error) {
 		return binder(applyRemoveNode)
 	case CmdRenumberChanges:
 		return binder(applyRenumberChanges)
+	case CmdSetImportParams:
+		return binder(applySetImportParams)
+	case CmdImportKeyMaterial:
+		return binder(applyImportKeyMaterial)
 	}
 	return nil
 }

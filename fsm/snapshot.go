@@ -26,6 +26,7 @@ const (
 	recordChange      = "change"
 	recordReplication = "replication"
 	recordRemovedNode = "removed_node"
+	recordImport      = "import"
 	recordEnd         = "end"
 )
 
@@ -51,6 +52,7 @@ type snapshotRecord struct {
 	Change      *ChangeEntry       `json:"change,omitempty"`
 	Replication *ZoneProgress      `json:"replication,omitempty"`
 	RemovedNode *RemovedNode       `json:"removed_node,omitempty"`
+	Import      *ImportParams      `json:"import,omitempty"`
 	Counts      *snapshotCounts    `json:"counts,omitempty"`
 }
 
@@ -63,6 +65,7 @@ type snapshotCounts struct {
 	// Omitted when zero, so a snapshot without removed nodes reads the
 	// same to a node that predates them.
 	RemovedNodes int `json:"removed_nodes,omitempty"`
+	Imports      int `json:"imports,omitempty"`
 }
 
 // fsmSnapshot is a point-in-time copy of the state. Its maps are copies;
@@ -75,6 +78,7 @@ type fsmSnapshot struct {
 	changes    map[string]ChangeEntry
 	repl       map[string]ZoneProgress
 	removed    map[string]RemovedNode
+	imports    map[string]ImportParams
 	header     snapshotHeader
 }
 
@@ -90,6 +94,7 @@ func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 		changes:    maps.Clone(f.st.changes),
 		repl:       maps.Clone(f.st.replication),
 		removed:    maps.Clone(f.st.removedNodes),
+		imports:    f.st.importRecords(),
 		header: snapshotHeader{Format: SnapshotFormat, Index: f.st.index, Term: f.st.term,
 			ChangeSeq: f.st.changeSeq},
 	}, nil
@@ -154,8 +159,11 @@ func (s *fsmSnapshot) write(w io.Writer) error {
 			return err
 		}
 	}
+	if err := writeImports(enc, s.imports); err != nil {
+		return err
+	}
 	end := snapshotCounts{Keys: len(s.keys), Tombstones: len(s.tombstones), Idempotency: len(s.idem),
-		Changes: len(s.changes), Replication: len(s.repl), RemovedNodes: len(s.removed)}
+		Changes: len(s.changes), Replication: len(s.repl), RemovedNodes: len(s.removed), Imports: len(s.imports)}
 	if err := enc.Encode(snapshotRecord{Type: recordEnd, Counts: &end}); err != nil {
 		return err
 	}
@@ -280,10 +288,14 @@ func readSnapshot(r io.Reader, zone string) (*state, error) {
 			}
 			r.Zone = intern(r.Zone)
 			st.removedNodes[r.NodeID] = *r
+		case recordImport:
+			if err := st.restoreImport(rec.Import); err != nil {
+				return nil, err
+			}
 		case recordEnd:
 			c := rec.Counts
 			got := snapshotCounts{Keys: len(st.keys), Tombstones: len(st.tombstones), Idempotency: len(st.idem),
-				Changes: len(st.changes), Replication: len(st.replication), RemovedNodes: len(st.removedNodes)}
+				Changes: len(st.changes), Replication: len(st.replication), RemovedNodes: len(st.removedNodes), Imports: len(st.imports)}
 			if c == nil || *c != got {
 				return nil, fmt.Errorf("end record counts %+v, read %+v: %w", c, got, errSnapshot)
 			}

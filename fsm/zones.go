@@ -452,6 +452,7 @@ func (s *state) indexKey(k *Key) {
 func (s *state) removeKey(k *Key) {
 	delete(s.keys, k.ID)
 	delete(s.pending, k.ID)
+	delete(s.imports, k.ID)
 	if x := s.byOrg[k.Organization]; x != nil {
 		x.remove(k.ID)
 		if len(x.chunks) == 0 {

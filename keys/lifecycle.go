@@ -49,8 +49,8 @@ func (s *Service) CreateKey(ctx context.Context, p CreateParams) (*fsm.Key, erro
 	if p.Origin == "" {
 		p.Origin = fsm.OriginKeyzone
 	}
-	if p.Origin != fsm.OriginKeyzone {
-		return nil, invalid("origin %q is not supported (keyzone is; imported key material is not available yet)", truncate(p.Origin, 64))
+	if p.Origin != fsm.OriginKeyzone && p.Origin != fsm.OriginExternal {
+		return nil, invalid("origin %q is not supported (keyzone or external)", truncate(p.Origin, 64))
 	}
 	replicas, err := s.normalizeReplicaZones(p.ReplicaZones)
 	if err != nil {
@@ -68,9 +68,12 @@ func (s *Service) CreateKey(ctx context.Context, p CreateParams) (*fsm.Key, erro
 	if err != nil {
 		return nil, fmt.Errorf("new key id: %w", err)
 	}
-	first, err := s.newVersion(id, 1, now)
-	if err != nil {
-		return nil, err
+	// A key of origin external starts pending import, without a version.
+	var first fsm.Version
+	if p.Origin == fsm.OriginKeyzone {
+		if first, err = s.newVersion(id, 1, now); err != nil {
+			return nil, err
+		}
 	}
 	payload := fsm.CreateKeyV1{
 		ID:             id.String(),

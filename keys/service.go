@@ -55,6 +55,11 @@ type Config struct {
 	// pool has shown); replica zones must be among them. Nil accepts any
 	// name.
 	KnownZones func() []string
+	// ImportTokenTTL is how long import parameters stay usable
+	// (DefaultImportTokenTTL when 0).
+	ImportTokenTTL time.Duration
+	// AllowRawImport accepts unsealed key material on import, over TLS only.
+	AllowRawImport bool
 	// LiveZones lists the zones with a node alive in the gossip pool now:
 	// a forced takeover is refused while the primary zone is among them.
 	// Nil means unknown: takeovers are refused.

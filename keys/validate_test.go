@@ -94,7 +94,6 @@ func TestService_Validation(t *testing.T) {
 		{"create/tag control", create(keys.CreateParams{Tags: []string{"a\tb"}})},
 		{"create/usage unsupported", create(keys.CreateParams{Usage: "sign_verify"})},
 		{"create/algorithm unsupported", create(keys.CreateParams{Algorithm: "rsa_2048"})},
-		{"create/origin external", create(keys.CreateParams{Origin: fsm.OriginExternal})},
 		{"create/origin unknown", create(keys.CreateParams{Origin: "hsm"})},
 		{"create/replica zones", create(keys.CreateParams{ReplicaZones: []string{"zone-b"}})},
 		{"create/rotation below minimum", create(keys.CreateParams{RotationPeriod: 59 * time.Minute})},

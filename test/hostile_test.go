@@ -358,7 +358,6 @@ func TestHostile_EveryRoute(t *testing.T) {
 		{name: "create empty tag", method: "POST", path: "/v1/keys", body: `{"name":"x","tags":[""]}`, status: s400, code: inv},
 		{name: "create usage", method: "POST", path: "/v1/keys", body: `{"name":"x","usage":"sign_verify"}`, status: s400, code: inv},
 		{name: "create algorithm", method: "POST", path: "/v1/keys", body: `{"name":"x","algorithm":"rsa_4096"}`, status: s400, code: inv},
-		{name: "create origin external", method: "POST", path: "/v1/keys", body: `{"name":"x","origin":"external"}`, status: s400, code: inv},
 		{name: "create replica zones", method: "POST", path: "/v1/keys", body: `{"name":"x","replica_zones":["zone-b"]}`, status: s400, code: inv},
 		{name: "create period 1ns", method: "POST", path: "/v1/keys", body: `{"name":"x","rotation_policy":{"rotation_period":"1ns"}}`, status: s400, code: inv},
 		{name: "create period negative", method: "POST", path: "/v1/keys", body: `{"name":"x","rotation_policy":{"rotation_period":"-1h"}}`, status: s400, code: inv},

@@ -30,6 +30,7 @@ func newKeyCommand(g *cliGlobal) *cobra.Command {
 		newKeyReplicaCommand(g, "add-replica", "Replicate a key to another zone (run against its primary zone)", (*client.Client).AddReplica),
 		newKeyReplicaCommand(g, "remove-replica", "Stop replicating a key to a zone, which deletes its copy", (*client.Client).RemoveReplica),
 		newKeyUpdatePrimaryCommand(g),
+		newKeyImportCommand(g),
 	)
 	lifecycle := []struct {
 		use, short string
@@ -93,6 +94,7 @@ func newKeyCreateCommand(g *cliGlobal) *cobra.Command {
 	f.StringVar(&req.Description, "description", "", "free-form description")
 	f.StringArrayVar(&req.Tags, "tag", nil, "tag (repeatable)")
 	f.BoolVar(&req.Protected, "protected", false, "refuse deletion until unprotected")
+	f.StringVar(&req.Origin, "origin", "", "keyzone (default: Keyzone generates the material) or external (import the material with keyzone key import)")
 	f.DurationVar(&period, "rotation-period", 0, "rotate automatically this often (e.g. 720h); 0: never")
 	f.StringArrayVar(&req.ReplicaZones, "replica-zone", nil, "zone to replicate the key to (repeatable)")
 	f.StringVar(&idem, "idempotency-key", "", "makes a retry return the first result")

@@ -35,6 +35,8 @@ type serverFlags struct {
 	snapshotInterval                           time.Duration
 	auditLog                                   string
 	replicationLagThreshold                    time.Duration
+	allowRawImport                             bool
+	importTokenTTL                             time.Duration
 }
 
 func newServerCommand() *cobra.Command {
@@ -79,6 +81,8 @@ dashes as underscores), e.g. KEYZONE_NODE_ID. The root key is read from
 	fl.DurationVar(&f.maxDeletion, "max-deletion-window", d.MaxDeletionWindow, "longest pending window of schedule-deletion")
 	fl.DurationVar(&f.defaultDeletion, "default-deletion-window", d.DefaultDeletionWindow, "pending window when a request gives none")
 	fl.DurationVar(&f.minRotation, "min-rotation-period", d.MinRotationPeriod, "shortest automatic rotation period")
+	fl.DurationVar(&f.importTokenTTL, "import-token-ttl", keys.DefaultImportTokenTTL, "how long the import parameters of a key of origin external stay usable")
+	fl.BoolVar(&f.allowRawImport, "allow-raw-import", false, "accept unsealed key material on import, over TLS only (the API has no TLS listener yet, so this stays unusable)")
 	c := cluster.DefaultConfig()
 	fl.Uint64Var(&f.snapshotThreshold, "snapshot-threshold", c.SnapshotThreshold, "log entries between Raft snapshots")
 	fl.DurationVar(&f.snapshotInterval, "snapshot-interval", c.SnapshotInterval, "how often Raft checks whether to snapshot")
@@ -130,6 +134,7 @@ func runServer(ctx context.Context, f serverFlags) error {
 			REK: rek, MaxPayload: f.maxPayload,
 			MinDeletionWindow: f.minDeletion, MaxDeletionWindow: f.maxDeletion, DefaultDeletionWindow: f.defaultDeletion,
 			MinRotationPeriod: f.minRotation,
+			AllowRawImport:    f.allowRawImport, ImportTokenTTL: f.importTokenTTL,
 		},
 		APIBind:      f.apiAddr,
 		APIAdvertise: f.apiAdvertise,

@@ -90,6 +90,11 @@ var errorTable = []errorRule{
 	{match: is(kzcrypto.ErrContext), status: http.StatusBadRequest, code: wire.CodeInvalidArgument},
 	{match: is(kzcrypto.ErrDataKeySize), status: http.StatusBadRequest, code: wire.CodeInvalidArgument},
 	{match: is(kzcrypto.ErrInvalidKeyID), status: http.StatusBadRequest, code: wire.CodeInvalidArgument},
+	{match: is(fsm.ErrImportTokenInvalid), status: http.StatusBadRequest, code: wire.CodeImportTokenInvalid, message: fsm.ErrImportTokenInvalid.Error()[len("fsm: "):]},
+	{match: is(fsm.ErrImportTokenExpired), status: http.StatusBadRequest, code: wire.CodeImportTokenExpired, message: fsm.ErrImportTokenExpired.Error()[len("fsm: "):]},
+	{match: is(keys.ErrImportUnseal), status: http.StatusBadRequest, code: wire.CodeImportUnseal, message: keys.ErrImportUnseal.Error()},
+	{match: is(keys.ErrRawImportRefused), status: http.StatusForbidden, code: wire.CodeRawImportRefused, message: keys.ErrRawImportRefused.Error()},
+
 	{match: is(snapshot.ErrInvalid), status: http.StatusBadRequest, code: wire.CodeInvalidSnapshot},
 
 	{match: is(errUnauthorized), status: http.StatusUnauthorized, code: wire.CodeUnauthorized},
@@ -106,6 +111,8 @@ var errorTable = []errorRule{
 	{match: isPrimaryUnreachable, status: http.StatusConflict, code: wire.CodeNotPrimary},
 	{match: isNotPrimary, status: http.StatusConflict, code: wire.CodeNotPrimary, describe: describeNotPrimary},
 	{match: is(fsm.ErrRotationPending), status: http.StatusConflict, code: wire.CodeRotationPending},
+	{match: is(fsm.ErrNotExternal), status: http.StatusConflict, code: wire.CodeOriginNotExternal},
+	{match: is(fsm.ErrImportTokenUsed), status: http.StatusConflict, code: wire.CodeImportTokenUsed, message: fsm.ErrImportTokenUsed.Error()[len("fsm: "):]},
 	{match: is(keys.ErrKeyDisabled), status: http.StatusConflict, code: wire.CodeKeyDisabled},
 	{match: is(cluster.ErrLastVoter), status: http.StatusConflict, code: wire.CodeLastVoter},
 	{match: is(cluster.ErrRemoveLeader), status: http.StatusConflict, code: wire.CodePeerIsLeader},

@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -54,7 +55,8 @@ const healthLeaderTimeout = time.Second
 // reasons. A follower asks its leader for the leader's applied index
 // (one internal call, bounded by a second), so that a follower that hears
 // heartbeats but is far behind (installing a snapshot, replaying the log)
-// is not ready.
+// is not ready. Heartbeats don't carry the leader's index, so no local
+// value tells it.
 func (n *Node) Health(ctx context.Context) Health {
 	if r := n.removedReason(); r != "" {
 		return Health{Live: true, Reason: r, Reasons: []string{r}, NodeID: n.cfg.NodeID, Zone: n.cfg.Zone}
@@ -63,13 +65,29 @@ func (n *Node) Health(ctx context.Context) Health {
 	lim := n.healthLimits()
 	if f.needsLeaderIndex(lim) {
 		cctx, cancel := context.WithTimeout(ctx, healthLeaderTimeout)
-		f.leaderIndex, f.leaderErr = n.readIndex(cctx)
+		f.leaderIndex, f.leaderErr = n.leaderAppliedIndex(cctx)
 		cancel()
 		f.askedLeader = true
 		// Read after the answer: what this node applied meanwhile counts.
 		f.applied = n.raft.AppliedIndex()
 	}
 	return f.decide(lim)
+}
+
+// leaderAppliedIndex asks the leader for its applied index, the way Peers
+// asks each voter: a plain read of the leader's state, not a read index,
+// since the question is how far behind this node is, not a linearizable
+// read (which would cost the leader a heartbeat round per probe).
+func (n *Node) leaderAppliedIndex(ctx context.Context) (uint64, error) {
+	leader, ok := n.leaderMember()
+	if !ok {
+		return 0, ErrNoLeader
+	}
+	var st peerStateResponse
+	if err := n.callPeer(ctx, leader, http.MethodGet, internalPeerState, nil, &st); err != nil {
+		return 0, err
+	}
+	return st.AppliedIndex, nil
 }
 
 // healthFacts is what Health decides on, gathered first so that decide is

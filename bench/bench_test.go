@@ -210,7 +210,7 @@ func TestRunPaired(t *testing.T) {
 	b := httptest.NewServer(handler(2))
 	defer b.Close()
 	sa, sb, err := RunPaired(context.Background(), Config{Concurrency: 2, Warmup: 60 * time.Millisecond, Duration: 300 * time.Millisecond}, 3,
-		Request{Method: http.MethodGet, URL: a.URL}, nil, Request{Method: http.MethodGet, URL: b.URL}, nil)
+		Request{Method: http.MethodGet, URL: a.URL}, nil, 0, Request{Method: http.MethodGet, URL: b.URL}, nil, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -39,6 +39,10 @@ type Config struct {
 	// PIDs are the server processes whose CPU time is read over the
 	// measured window; none leaves CPU per request unknown.
 	PIDs []int
+	// IdleCPU is what PIDs burn with no load, in CPU seconds per second
+	// (see IdleCPU): the share of the window's CPU time that is not the
+	// requests' doing, for CPUNetus.
+	IdleCPU float64
 }
 
 func (c Config) withDefaults() Config {
@@ -87,6 +91,10 @@ type Stats struct {
 	// the window divided by the requests answered in it, in microseconds;
 	// 0 when unknown.
 	CPUus float64 `json:"cpu_us_per_req,omitempty"`
+	// CPUNetus is CPUus less the servers' idle CPU over the window (Raft
+	// heartbeats, gossip, tickers), spread over the requests: what the
+	// requests themselves cost. 0 when the idle CPU is unknown.
+	CPUNetus float64 `json:"cpu_net_us_per_req,omitempty"`
 	// FirstError describes one failure, for a reader wondering about
 	// Errors (a status and the start of the body, or a transport error).
 	FirstError string `json:"first_error,omitempty"`
@@ -136,6 +144,7 @@ type window struct {
 	samples     []sample
 	length      time.Duration
 	cpu         time.Duration
+	idle        time.Duration // idle CPU over the window
 	pids        int
 	firstErr    string
 }
@@ -146,6 +155,7 @@ func (w *window) merge(o window) {
 	w.samples = append(w.samples, o.samples...)
 	w.length += o.length
 	w.cpu += o.cpu
+	w.idle += o.idle
 	w.pids = o.pids
 	if w.firstErr == "" {
 		w.firstErr = o.firstErr
@@ -157,6 +167,9 @@ func (w window) stats() Stats {
 	st.Concurrency = w.concurrency
 	if w.pids > 0 && st.Requests > 0 {
 		st.CPUus = float64(w.cpu) / float64(time.Microsecond) / float64(st.Requests)
+		if w.idle > 0 {
+			st.CPUNetus = max(0, float64(w.cpu-w.idle)/float64(time.Microsecond)/float64(st.Requests))
+		}
 	}
 	st.FirstError = w.firstErr
 	return st
@@ -166,8 +179,9 @@ func (w window) stats() Stats {
 // ...), each turn a rounds-th of cfg's warm-up and window, so that both
 // see the same machine: on a shared machine, whatever else runs slows
 // both alike and their ratio holds better than that of two loads
-// measured a minute apart. aPIDs and bPIDs are the servers of each.
-func RunPaired(ctx context.Context, cfg Config, rounds int, a Request, aPIDs []int, b Request, bPIDs []int) (Stats, Stats, error) {
+// measured a minute apart. aPIDs and bPIDs are the servers of each,
+// aIdle and bIdle their idle CPU (see Config.IdleCPU).
+func RunPaired(ctx context.Context, cfg Config, rounds int, a Request, aPIDs []int, aIdle float64, b Request, bPIDs []int, bIdle float64) (Stats, Stats, error) {
 	cfg = cfg.withDefaults()
 	rounds = max(rounds, 1)
 	turn := cfg
@@ -178,13 +192,13 @@ func RunPaired(ctx context.Context, cfg Config, rounds int, a Request, aPIDs []i
 	}
 	var wa, wb window
 	for range rounds {
-		turn.PIDs = aPIDs
+		turn.PIDs, turn.IdleCPU = aPIDs, aIdle
 		x, err := run(ctx, turn, a)
 		if err != nil {
 			return Stats{}, Stats{}, err
 		}
 		wa.merge(x)
-		turn.PIDs = bPIDs
+		turn.PIDs, turn.IdleCPU = bPIDs, bIdle
 		if x, err = run(ctx, turn, b); err != nil {
 			return Stats{}, Stats{}, err
 		}
@@ -299,6 +313,7 @@ func run(ctx context.Context, cfg Config, req Request) (window, error) {
 		}
 	}
 	w := window{concurrency: cfg.Concurrency, samples: all, length: end.Sub(start), cpu: cpu1 - cpu0, pids: len(cfg.PIDs)}
+	w.idle = time.Duration(cfg.IdleCPU * float64(w.length))
 	if p := firstErr.Load(); p != nil {
 		w.firstErr = *p
 	}

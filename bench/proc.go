@@ -2,6 +2,7 @@ package bench
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -90,4 +91,25 @@ func ParseStatusRSS(status []byte) (int64, error) {
 		return kb << 10, nil
 	}
 	return 0, errors.New("no VmRSS line")
+}
+
+// IdleCPU measures what the processes burn with no load over d, in CPU
+// seconds per second: a zone's nodes send Raft heartbeats, gossip and run
+// tickers whether or not anyone calls them.
+func IdleCPU(ctx context.Context, pids []int, d time.Duration) (float64, error) {
+	before, err := cpuTime(pids)
+	if err != nil {
+		return 0, err
+	}
+	start := time.Now()
+	select {
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	case <-time.After(d):
+	}
+	after, err := cpuTime(pids)
+	if err != nil {
+		return 0, err
+	}
+	return float64(after-before) / float64(time.Since(start)), nil
 }

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -26,10 +27,14 @@ type Row struct {
 	Floor          string  `json:"floor,omitempty"`
 	FloorReqPerSec float64 `json:"floor_req_per_sec,omitempty"`
 	FloorCPUus     float64 `json:"floor_cpu_us_per_req,omitempty"`
+	FloorCPUNetus  float64 `json:"floor_cpu_net_us_per_req,omitempty"`
 	FloorP50us     float64 `json:"floor_p50_us,omitempty"`
 	FloorP99us     float64 `json:"floor_p99_us,omitempty"`
 	ReqRatio       float64 `json:"req_ratio,omitempty"`
 	CPURatio       float64 `json:"cpu_ratio,omitempty"`
+	// CPUNetRatio is CPUNetus over the floor's (its idle CPU is nil, so
+	// this compares what the requests cost).
+	CPUNetRatio float64 `json:"cpu_net_ratio,omitempty"`
 }
 
 // Lag is the time from a rotation's acknowledgement in the primary zone
@@ -57,10 +62,13 @@ type Report struct {
 	CPUs      int       `json:"cpus"`
 	// Target is the deployment measured: "3 keyzone server processes" or
 	// the address given.
-	Target string  `json:"target"`
-	Rows   []Row   `json:"rows"`
-	Lag    []Lag   `json:"lag,omitempty"`
-	Checks []Check `json:"checks,omitempty"`
+	Target string `json:"target"`
+	// IdleCPU is each server's CPU with no load, in milliseconds per
+	// second, by role ("leader", "follower", "floor").
+	IdleCPU map[string]float64 `json:"idle_cpu_ms_per_s,omitempty"`
+	Rows    []Row              `json:"rows"`
+	Lag     []Lag              `json:"lag,omitempty"`
+	Checks  []Check            `json:"checks,omitempty"`
 }
 
 // NewReport starts an empty report of this machine.
@@ -83,12 +91,15 @@ func (r *Report) Row(name, node string) *Row {
 func (r *Report) Add(row Row, floorName string, floor Stats) {
 	if floorName != "" {
 		row.Floor, row.FloorReqPerSec, row.FloorCPUus = floorName, floor.ReqPerSec, floor.CPUus
-		row.FloorP50us, row.FloorP99us = floor.P50us, floor.P99us
+		row.FloorP50us, row.FloorP99us, row.FloorCPUNetus = floor.P50us, floor.P99us, floor.CPUNetus
 		if floor.ReqPerSec > 0 {
 			row.ReqRatio = row.ReqPerSec / floor.ReqPerSec
 		}
 		if floor.CPUus > 0 && row.CPUus > 0 {
 			row.CPURatio = row.CPUus / floor.CPUus
+		}
+		if fn := cmp.Or(floor.CPUNetus, floor.CPUus); fn > 0 && row.CPUNetus > 0 {
+			row.CPUNetRatio = row.CPUNetus / fn
 		}
 	}
 	r.Rows = append(r.Rows, row)
@@ -98,7 +109,10 @@ func (r *Report) Add(row Row, floorName string, floor Stats) {
 func (r *Report) WriteTable(w io.Writer) error {
 	fmt.Fprintf(w, "keyzone bench, %s, %s, %d CPUs; %s\n\n", r.Started.Format(time.RFC3339), r.GoVersion, r.CPUs, r.Target)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "load\tnode\tconns\treq/s\tp50\tp99\tmax\terrors\tcpu/req\tfloor req/s\tfloor cpu\tx floor req/s\tx floor cpu\t")
+	if len(r.IdleCPU) > 0 {
+		fmt.Fprintf(w, "idle CPU (no load): leader %.1f ms/s, follower %.1f ms/s, floor %.1f ms/s\n\n", r.IdleCPU["leader"], r.IdleCPU["follower"], r.IdleCPU["floor"])
+	}
+	fmt.Fprintln(tw, "load\tnode\tconns\treq/s\tp50\tp99\tmax\terrors\tcpu/req\tnet\tfloor req/s\tfloor cpu\tx floor req/s\tx floor cpu\tnet\t")
 	for _, row := range r.Rows {
 		ratio := func(x float64) string {
 			if x == 0 {
@@ -118,16 +132,16 @@ func (r *Report) WriteTable(w io.Writer) error {
 		if row.Floor != "" {
 			floorReq, floorCPU = fmt.Sprintf("%.0f", row.FloorReqPerSec), fmtUS(row.FloorCPUus)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%.0f\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t\n",
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%.0f\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n",
 			row.Name, node, row.Concurrency, row.ReqPerSec, fmtUS(row.P50us), fmtUS(row.P99us), fmtUS(row.Maxus),
-			row.Errors, cpu, floorReq, floorCPU, ratio(row.ReqRatio), ratio(row.CPURatio))
+			row.Errors, cpu, fmtUS(row.CPUNetus), floorReq, floorCPU, ratio(row.ReqRatio), ratio(row.CPURatio), ratio(row.CPUNetRatio))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
 	fmt.Fprintln(w, "\nfloor req/s, floor cpu: the row's floor (no-op JSON, or echo JSON of the same size), measured in turns with it;")
 	fmt.Fprintln(w, "x floor: the row's req/s and CPU per request over the floor's. cpu/req: the server process's user+system time")
-	fmt.Fprintln(w, "over the window per request (for key creation and rotation: the three nodes').")
+	fmt.Fprintln(w, "over the window per request (for key creation and rotation: the three nodes'); net: less the idle CPU.")
 	for _, row := range r.Rows {
 		if row.FirstError != "" {
 			fmt.Fprintf(w, "  %s (%s): %d errors, e.g. %s\n", row.Name, row.Node, row.Errors, row.FirstError)

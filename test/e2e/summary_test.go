@@ -16,7 +16,7 @@ type summaryFigures struct {
 	verifyErr               error
 	convergence             time.Duration
 	missing, failedDecrypts int
-	bad5xx                  int
+	bad5xx, unforced        int
 	verdict                 lifecycleVerdict
 	minRate                 float64
 	total                   time.Duration
@@ -95,8 +95,8 @@ func summary(w *workload, faults []*fault, s summaryFigures) string {
 		verdict = s.verifyErr.Error()
 	}
 	fmt.Fprintf(&b, "keyzone cluster verify after the workload: %s in %v (%s)\n", s.verify, s.convergence.Round(time.Millisecond), verdict)
-	fmt.Fprintf(&b, "keys missing in a zone %d; ciphertexts failing to decrypt in a zone %d; keys with a wrong version count %d; unexpected 5xx %d\n",
-		s.missing, s.failedDecrypts, s.lostRotations, s.bad5xx)
+	fmt.Fprintf(&b, "keys missing in a zone %d; ciphertexts failing to decrypt in a zone %d; keys with a wrong version count %d; 5xx other than 503/504 %d; 503/504 outside a fault %d\n",
+		s.missing, s.failedDecrypts, s.lostRotations, s.bad5xx, s.unforced)
 	var gone []string
 	for _, z := range zones {
 		if d, ok := s.doomed.gone[z]; ok {

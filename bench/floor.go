@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/keyzone/keyzone/api"
 	"github.com/keyzone/keyzone/keys"
@@ -18,8 +19,9 @@ import (
 
 // Floor routes. They are mounted where api.NewRouter mounts node-to-node
 // routes, so they run behind the API's own gin engine and global
-// middleware (request log, panic recovery, error rendering, and whatever
-// is added there later) without any key management work.
+// middleware (request metrics, request id, request log, panic recovery,
+// error rendering, and whatever is added there later) without any key
+// management work.
 const (
 	// FloorNoopPath answers a small fixed JSON object, having read the body.
 	FloorNoopPath = "/v1/internal/floor/noop"
@@ -105,6 +107,9 @@ func NewFloorRouter(token string, logger hclog.Logger) (http.Handler, error) {
 		RootToken: token,
 		Internal:  mux,
 		Logger:    logger,
+		// Counted like a node's requests, so the floor pays for the
+		// metrics middleware too.
+		Registerer: prometheus.NewRegistry(),
 	})
 }
 

@@ -60,3 +60,11 @@ func BenchmarkMetrics_Observe(b *testing.B) {
 		}
 	})
 }
+
+func BenchmarkRequestID(b *testing.B) {
+	ids := newRequestIDs()
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = ids.next()
+	}
+}

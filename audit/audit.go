@@ -59,10 +59,10 @@ type Event struct {
 func (e Event) MarshalJSON() ([]byte, error) {
 	type plain Event
 	return json.Marshal(struct {
+		Time string `json:"time"`
 		plain
-		Time       string  `json:"time"`
 		DurationMS float64 `json:"duration_ms"`
-	}{plain(e), e.Time.UTC().Format(time.RFC3339Nano), float64(e.Duration.Microseconds()) / 1000})
+	}{e.Time.UTC().Format(time.RFC3339Nano), plain(e), float64(e.Duration.Microseconds()) / 1000})
 }
 
 // OutcomeOf classifies an HTTP status.

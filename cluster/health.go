@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -195,7 +196,7 @@ func (f *healthFacts) needsLeaderIndex(lim healthLimits) bool {
 // judge its zone).
 func (f *healthFacts) decide(lim healthLimits) Health {
 	h := Health{
-		Live: true, NodeID: f.nodeID, Zone: f.zone, State: f.state.String(),
+		Live: true, NodeID: f.nodeID, Zone: f.zone, State: strings.ToLower(f.state.String()),
 		Leader: f.leader, Term: f.term, AppliedIndex: f.applied, CommitIndex: f.commit,
 		LeaderIndex: f.leaderIndex,
 	}

@@ -138,7 +138,7 @@ func TestHealth_Decide(t *testing.T) {
 			if len(h.Reasons) > 0 && h.Reason != h.Reasons[0] {
 				t.Errorf("Reason %q is not the first of Reasons %q", h.Reason, h.Reasons)
 			}
-			if h.NodeID != f.nodeID || h.Zone != "zone-a" || h.State != f.state.String() {
+			if h.NodeID != f.nodeID || h.Zone != "zone-a" || h.State != strings.ToLower(f.state.String()) {
 				t.Errorf("identity: got %s/%s/%s", h.NodeID, h.Zone, h.State)
 			}
 		})

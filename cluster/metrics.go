@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -77,7 +78,7 @@ func (c nodeCollector) Collect(ch chan<- prometheus.Metric) {
 		if s == state {
 			v = 1
 		}
-		gauge(descRaftState, v, s.String())
+		gauge(descRaftState, v, strings.ToLower(s.String()))
 	}
 	gauge(descTerm, float64(n.raft.CurrentTerm()))
 	gauge(descCommit, float64(n.raft.CommitIndex()))

@@ -72,8 +72,13 @@ func TestMetrics_RealNode(t *testing.T) {
 	}
 	ids = append(ids, multi.ID)
 	waitConverged(t, []*clustertest.Cluster{a, b}, a, multi.ID)
-	// A restarted follower restores its state from its snapshot.
+	// A restarted follower restores its state from its snapshot, once it
+	// has taken one.
 	f := a.Followers()[0]
+	clustertest.WaitFor(t, 20*time.Second, f.ID+"'s first snapshot", func() bool {
+		_, _, fs := scrape(t, f.Addr())
+		return fs["keyzone_raft_last_snapshot_index"] > 0
+	})
 	a.Stop(f)
 	a.Restart(f)
 	a.WaitReady(30 * time.Second)
@@ -147,7 +152,7 @@ func TestMetrics_RealNode(t *testing.T) {
 
 	positive := []string{
 		`keyzone_raft_leader`,
-		`keyzone_raft_state{state="Leader"}`,
+		`keyzone_raft_state{state="leader"}`,
 		`keyzone_raft_term`,
 		`keyzone_raft_commit_index`,
 		`keyzone_raft_applied_index`,
@@ -167,7 +172,7 @@ func TestMetrics_RealNode(t *testing.T) {
 		}
 	}
 	exact := map[string]float64{
-		`keyzone_raft_state{state="Follower"}`:                           0,
+		`keyzone_raft_state{state="follower"}`:                           0,
 		`keyzone_raft_last_contact_seconds`:                              0,
 		`keyzone_keys`:                                                   13,
 		`keyzone_keys_by_state{role="primary",state="enabled"}`:          10,

@@ -2,6 +2,7 @@ package keys_test
 
 import (
 	"bytes"
+	"context"
 	"crypto/ecdh"
 	"crypto/hpke"
 	"errors"
@@ -101,5 +102,40 @@ func TestService_Import_Refusals(t *testing.T) {
 	// None of the refusals used the token.
 	if _, err := s.ImportKeyMaterial(ctx, keys.ImportMaterialParams{KeyRef: ref, ImportToken: p.ImportToken, Sealed: seal(t, p, m)}); err != nil {
 		t.Fatalf("import after the refusals: %v", err)
+	}
+}
+
+// BenchmarkService_Import measures one import end to end on a one-node
+// zone: import parameters (key pair, wrap, one Raft entry), the caller's
+// HPKE seal, and the import (unwrap, open, derive, wrap, one Raft entry).
+func BenchmarkService_Import(b *testing.B) {
+	c := clustertest.New(b, 1, clustertest.Options{})
+	ctx := context.Background()
+	s := c.Nodes[0].Server().Keys()
+	k, err := s.CreateKey(ctx, keys.CreateParams{Organization: org, Name: "bench", Origin: fsm.OriginExternal})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ref := keys.KeyRef{Organization: org, KeyID: k.ID}
+	m := bytes.Repeat([]byte{3}, 32)
+	pk := func(p keys.ImportParameters) hpke.PublicKey {
+		pub, err := hpke.DHKEM(ecdh.X25519()).NewPublicKey(p.PublicKey)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return pub
+	}
+	for b.Loop() {
+		p, err := s.ImportParameters(ctx, ref)
+		if err != nil {
+			b.Fatal(err)
+		}
+		sealed, err := hpke.Seal(pk(p), hpke.HKDFSHA256(), hpke.AES256GCM(), p.Info, m)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := s.ImportKeyMaterial(ctx, keys.ImportMaterialParams{KeyRef: ref, ImportToken: p.ImportToken, Sealed: sealed}); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

@@ -134,6 +134,27 @@ func TestTink_EnvelopeAcrossZones(t *testing.T) {
 		t.Error("zone-b decrypt without the associated data succeeded")
 	}
 
+	// An imported key serves Tink the same way.
+	ext, err := admin.CreateKey(ctx, wire.CreateKeyRequest{Name: "tink-byok", Origin: "external"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.ImportMaterial(ctx, ext.ID, bytes.Repeat([]byte{5}, 32)); err != nil {
+		t.Fatal(err)
+	}
+	kekExt, err := kmsA.GetAEAD(tinkkms.Prefix + ext.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	envExt := aead.NewKMSEnvelopeAEAD2(aead.AES256GCMKeyTemplate(), kekExt)
+	ctExt, err := envExt.Encrypt(pt, ad)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := envExt.Decrypt(ctExt, ad); err != nil || !bytes.Equal(got, pt) {
+		t.Fatalf("envelope round trip under an imported key: %q, %v", got, err)
+	}
+
 	// A ciphertext of another key is refused by this key's AEAD.
 	other, err := admin.CreateKey(ctx, wire.CreateKeyRequest{Name: "other"})
 	if err != nil {

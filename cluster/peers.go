@@ -266,6 +266,7 @@ func (n *Node) removePeerLocal(id string) error {
 	if err := n.await(n.raft.RemoveServer(raft.ServerID(id), 0, n.cfg.ApplyTimeout)); err != nil {
 		return mapRaftError(err)
 	}
+	n.notifyRemoved(id)
 	return nil
 }
 

@@ -269,7 +269,7 @@ func (n *Node) InternalHandler() http.Handler {
 	mux.HandleFunc("GET "+internalPeerState, n.handlePeerState)
 	mux.HandleFunc("POST "+internalRemovePeer, n.handleRemovePeer)
 	mux.HandleFunc("POST "+internalTransfer, n.handleTransfer)
-	mux.HandleFunc("GET "+internalRemovedNode, n.handleRemovedNode)
+	mux.HandleFunc(internalRemovedNode, n.handleRemovedNode)
 	mux.HandleFunc("GET "+internalSnapshot, n.handleSnapshot)
 	mux.HandleFunc("POST "+internalSnapshotRestore, n.handleSnapshotRestore)
 	return n.requireInternalToken(mux)

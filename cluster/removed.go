@@ -24,12 +24,14 @@ import (
 
 const (
 	// internalRemovedNode answers whether a node id was removed from the
-	// zone (GET ?id=), with the removal record.
+	// zone (GET ?id=), with the removal record; a POST tells the node
+	// served that it was just removed, so that it looks now.
 	internalRemovedNode = "/v1/internal/removed-node"
 
 	// removedCheckInterval is how often a node looks for its own removal.
 	removedCheckInterval = time.Second
-	// removedAskTimeout bounds the question to one peer.
+	// removedAskTimeout bounds the question to one peer, and the leader's
+	// notice to the node it removed.
 	removedAskTimeout = time.Second
 )
 
@@ -121,8 +123,8 @@ func (n *Node) Removed() (fsm.RemovedNode, bool) {
 func (n *Node) removalLoop() {
 	ticker := time.NewTicker(removedCheckInterval)
 	defer ticker.Stop()
-	for {
-		if r, ok := n.findRemoval(); ok {
+	for n.removal.Load() == nil {
+		if r, ok := n.findRemoval(false); ok {
 			n.refuse(r)
 			return
 		}
@@ -134,11 +136,13 @@ func (n *Node) removalLoop() {
 	}
 }
 
-func (n *Node) findRemoval() (fsm.RemovedNode, bool) {
+// findRemoval looks for this node's removal in its own state, then, while
+// it knows no leader or when force is set, asks the live nodes of its zone.
+func (n *Node) findRemoval(force bool) (fsm.RemovedNode, bool) {
 	if r, ok := n.fsm.RemovedNode(n.cfg.NodeID); ok && !n.isVoter(n.cfg.NodeID) {
 		return r, true
 	}
-	if _, leader := n.raft.LeaderWithID(); leader != "" {
+	if _, leader := n.raft.LeaderWithID(); leader != "" && !force {
 		return fsm.RemovedNode{}, false
 	}
 	p := n.pool.Load()
@@ -171,7 +175,9 @@ func (n *Node) findRemoval() (fsm.RemovedNode, bool) {
 // peers are already refused by the voters' own vote checks; stopping
 // spares them a stream of refused pre-votes.
 func (n *Node) refuse(r fsm.RemovedNode) {
-	n.removal.Store(&r)
+	if !n.removal.CompareAndSwap(nil, &r) {
+		return // refused already
+	}
 	n.logger.Error("this node was removed from its zone and will not rejoin it; wipe its data dir and start it under a new node id",
 		"node", r.NodeID, "zone", r.Zone, "removed_at", time.Unix(0, r.RemovedAt).UTC().Format(time.RFC3339))
 	if err := n.raft.Shutdown().Error(); err != nil {
@@ -179,7 +185,42 @@ func (n *Node) refuse(r fsm.RemovedNode) {
 	}
 }
 
+// notifyRemoved tells node id, just removed by this leader, to look for its
+// removal now rather than at its next check: a node removed while running
+// still believes it has a leader (raft stops replicating to it at once, so
+// it may have neither the record nor the configuration without it) until
+// its heartbeat timeout. A stopped node does not answer; that is fine.
+func (n *Node) notifyRemoved(id string) {
+	p := n.pool.Load()
+	if p == nil {
+		return
+	}
+	m, ok := p.member(id)
+	if !ok {
+		return
+	}
+	ctx, cancel := context.WithTimeout(n.ctx, removedAskTimeout)
+	defer cancel()
+	if err := n.callPeer(ctx, m, http.MethodPost, internalRemovedNode, nil, &struct{}{}); err != nil {
+		n.logger.Debug("removed node not told", "node", id, "error", err)
+	}
+}
+
 func (n *Node) handleRemovedNode(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodPost {
+		// Asked of every live node of the zone, whatever this node
+		// believes about its leader; a positive answer needs a committed
+		// record and a committed configuration without this node.
+		if rec, ok := n.findRemoval(true); ok {
+			n.refuse(rec)
+		}
+		writeInternal(w, http.StatusOK, struct{}{})
+		return
+	}
+	if r.Method != http.MethodGet {
+		writeInternal(w, http.StatusMethodNotAllowed, internalError{Code: "bad_request"})
+		return
+	}
 	id := r.URL.Query().Get("id")
 	if id == "" {
 		writeInternal(w, http.StatusBadRequest, internalError{Code: "bad_request"})

@@ -72,7 +72,7 @@ func TestRemoved_RecordedVoterStays(t *testing.T) {
 	if err := victim.WaitApplied(ctx, idx); err != nil {
 		t.Fatal(err)
 	}
-	if r, ok := victim.findRemoval(); ok {
+	if r, ok := victim.findRemoval(true); ok {
 		t.Fatalf("a voter whose id is in the set calls itself removed: %+v", r)
 	}
 	if !isVoter(t, leader, victim.ID()) {

@@ -333,7 +333,7 @@ func TestService_PurgedKeyCiphertext(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	clustertest.WaitFor(t, 20*time.Second, "the purge on every node", func() bool {
+	clustertest.WaitFor(t, 45*time.Second, "the purge on every node", func() bool {
 		for _, n := range c.Nodes {
 			if !n.Server().FSM().IsTombstoned(k.ID) {
 				return false
@@ -427,6 +427,14 @@ func TestService_ConcurrentCrypto(t *testing.T) {
 			}
 		}()
 	}
+	// Stops the workers before the zone shuts down, also when the test
+	// fails early.
+	var stopOnce sync.Once
+	halt := func() {
+		stopOnce.Do(func() { close(stop) })
+		wg.Wait()
+	}
+	t.Cleanup(halt)
 	for i := range 5 {
 		if _, err := svc(c, i%3).RotateKey(ctx, keys.RotateParams{KeyRef: keys.KeyRef{Organization: org, KeyID: k.ID}}); err != nil {
 			t.Error(err)
@@ -435,7 +443,7 @@ func TestService_ConcurrentCrypto(t *testing.T) {
 	if _, err := svc(c, 1).ScheduleDeletion(ctx, keys.ScheduleDeletionParams{KeyRef: keys.KeyRef{Organization: org, KeyID: doomed.ID}, PendingWindow: time.Second}); err != nil {
 		t.Error(err)
 	}
-	clustertest.WaitFor(t, 20*time.Second, "the purge on every node", func() bool {
+	clustertest.WaitFor(t, 45*time.Second, "the purge on every node", func() bool {
 		for _, n := range c.Nodes {
 			if !n.Server().FSM().IsTombstoned(doomed.ID) {
 				return false
@@ -443,8 +451,7 @@ func TestService_ConcurrentCrypto(t *testing.T) {
 		}
 		return true
 	})
-	close(stop)
-	wg.Wait()
+	halt()
 	close(errs)
 	for err := range errs {
 		t.Error(err)

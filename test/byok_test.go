@@ -6,6 +6,11 @@ import (
 	"crypto/hpke"
 	"crypto/rand"
 	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -296,4 +301,90 @@ func TestBYOK_RawImport(t *testing.T) {
 	if !errors.Is(err, keys.ErrInvalidArgument) {
 		t.Fatalf("raw import of 8 bytes: %v, want ErrInvalidArgument", err)
 	}
+}
+
+// TestBYOK_README runs the README's "Bring your own key and Tink"
+// section, verbatim, against `keyzone dev --zones 2` of the real binary.
+func TestBYOK_README(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binaries")
+	}
+	if _, err := exec.LookPath("bash"); err != nil {
+		t.Skip("needs bash to run the README's commands")
+	}
+	blocks := readmeSection(t, "Bring your own key and Tink")
+	if len(blocks) != 2 {
+		t.Fatalf("the section has %d shell blocks, want 2 (import, Tink)", len(blocks))
+	}
+	// The README runs from the repository root; the example is built here
+	// instead of by its go build line, which needs the module.
+	const buildLine = "go build -o bin/tink-envelope ./examples/tink-envelope"
+	tinkLines := slices.DeleteFunc(slices.Clone(blocks[1]), func(l string) bool { return l == buildLine })
+	if len(tinkLines) != len(blocks[1])-1 {
+		t.Fatalf("the Tink block does not build the example with %q", buildLine)
+	}
+	dir := t.TempDir()
+	if err := os.Mkdir(filepath.Join(dir, "bin"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	bin := buildKeyzone(t)
+	if err := os.Symlink(bin, filepath.Join(dir, "bin", "keyzone")); err != nil {
+		t.Fatal(err)
+	}
+	build := exec.Command("go", "build", "-o", filepath.Join(dir, "bin", "tink-envelope"), "../examples/tink-envelope")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build the example: %v\n%s", err, out)
+	}
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "README.md"), readme, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dev := startDev(t, bin, dir, "--zones", "2")
+
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "KEYZONE_") {
+			env = append(env, kv)
+		}
+	}
+	lines := append(slices.Clone(blocks[0]), tinkLines...)
+	outs := runScript(t, dir, env, lines)
+	out := func(prefix string, nth int) string {
+		t.Helper()
+		for i, l := range lines {
+			if strings.HasPrefix(l, prefix) {
+				if nth == 0 {
+					return outs[i]
+				}
+				nth--
+			}
+		}
+		t.Fatalf("the section has no command %q", prefix)
+		return ""
+	}
+	if got := field(out(`./bin/keyzone key get "$KEY"`, 0), "State"); got != "pending_import" {
+		t.Errorf("a new external key is %q, want pending_import", got)
+	}
+	first := out(`./bin/keyzone key import "$KEY"`, 0)
+	if field(first, "State") != "enabled" || field(first, "Current version") != "1" {
+		t.Errorf("the first import printed:\n%s", first)
+	}
+	if got := out("KEYZONE_ADDR=$KEYZONE_ADDR_ZONE_B ./bin/keyzone decrypt", 0); got != "order #2001\n" {
+		t.Errorf("decrypt in zone-b printed %q, want %q", got, "order #2001\n")
+	}
+	second := out(`./bin/keyzone key import "$KEY"`, 1)
+	if field(second, "Pending version") != "2" && field(second, "Current version") != "2" {
+		t.Errorf("the second import printed:\n%s", second)
+	}
+	// Version 2 encrypts once zone-b holds it, usually before key get.
+	if kg := out(`./bin/keyzone key get "$KEY"`, 1); field(kg, "Current version") != "2" && field(kg, "Pending version") != "2" {
+		t.Errorf("key get after the second import:\n%s", kg)
+	}
+	if got := out("cmp README.md README.copy", 0); got != "same\n" {
+		t.Errorf("the Tink round trip printed %q, want %q", got, "same\n")
+	}
+	dev.interrupt()
 }

@@ -56,8 +56,10 @@ func (n *nemesis) inject(name string, do, heal func()) {
 		defer close(conv)
 		f.converged, f.convErr = e.convergence(n.ctx, f.healed, 3*time.Minute)
 	}()
-	e.waitHealthy(3*time.Minute, allNodes()...)
-	e.waitZonesSeeEachOther(n.ctx, 2*time.Minute)
+	// Generous bounds: on a machine starved of CPU a zone can take
+	// minutes to settle on a leader again.
+	e.waitHealthy(5*time.Minute, allNodes()...)
+	e.waitZonesSeeEachOther(n.ctx, 3*time.Minute)
 	f.recovered = time.Now()
 	<-conv
 	if f.convErr != nil {
@@ -226,7 +228,7 @@ func (e *env) faultPlan(ctx context.Context, dm *doomed) []plannedFault {
 
 		{"pause zone-b leader 5s", func() {
 			paused = e.leaderOf(ctx, "zone-b")
-			e.mustDocker(time.Minute, "pause", e.container(paused))
+			e.pause(paused)
 			t.Logf("paused %s", paused)
 			time.Sleep(5 * time.Second)
 		}, func() { e.mustDocker(time.Minute, "unpause", e.container(paused)) }},
@@ -261,7 +263,7 @@ func (e *env) faultPlan(ctx context.Context, dm *doomed) []plannedFault {
 			held = time.Now()
 			e.cutInterzone("zone-c")
 			paused = e.follower(ctx, "zone-b")
-			e.mustDocker(time.Minute, "pause", e.container(paused))
+			e.pause(paused)
 			killed = e.kill(ctx, e.leaderOf(ctx, "zone-a"))
 			e.eventuallyNewLeader(ctx, "zone-a", killed, time.Minute)
 			holdUntil(hold)
@@ -277,7 +279,7 @@ func (e *env) faultPlan(ctx context.Context, dm *doomed) []plannedFault {
 			cutNode = e.leaderOf(ctx, "zone-c")
 			e.cutZoneNet(cutNode)
 			paused = e.leaderOf(ctx, "zone-a")
-			e.mustDocker(time.Minute, "pause", e.container(paused))
+			e.pause(paused)
 			t.Logf("paused %s", paused)
 			e.eventuallyNewLeader(ctx, "zone-a", paused, time.Minute)
 			holdUntil(hold)
@@ -294,6 +296,24 @@ func (e *env) kill(_ context.Context, node string) string {
 	e.mustDocker(time.Minute, "kill", e.container(node))
 	e.t.Logf("killed %s", node)
 	return node
+}
+
+// pause freezes a node's container. The cgroup freezer can fail under
+// load ("unable to freeze"), leaving the container running: it is tried
+// again.
+func (e *env) pause(node string) {
+	e.t.Helper()
+	var err error
+	for range 5 {
+		if _, err = e.run(time.Minute, "docker", "pause", e.container(node)); err == nil {
+			return
+		}
+		if e.state(node) == "paused" {
+			return
+		}
+		time.Sleep(time.Second)
+	}
+	e.t.Fatal(err)
 }
 
 // restartAtOnce restarts the nodes' containers concurrently (docker

@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -392,6 +393,9 @@ func newestSnapshot(dir string) (index, size int64, err error) {
 		return 0, 0, err
 	}
 	for _, e := range entries {
+		if strings.HasSuffix(e.Name(), ".tmp") {
+			continue // being written: its meta.json has no size yet
+		}
 		b, err := os.ReadFile(filepath.Join(dir, e.Name(), "meta.json"))
 		if err != nil {
 			continue // being written

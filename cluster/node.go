@@ -129,7 +129,18 @@ func (n *Node) openRaft() error {
 			return fmt.Errorf("raft advertise address: %w", err)
 		}
 	}
-	trans, err := raft.NewTCPTransportWithLogger(n.cfg.RaftBind, advertise, 5, 10*time.Second, n.cfg.Logger.Named("raft"))
+	trans, err := raft.NewTCPTransportWithConfig(n.cfg.RaftBind, advertise, &raft.NetworkTransportConfig{
+		MaxPool: 5,
+		Timeout: 10 * time.Second,
+		Logger:  n.cfg.Logger.Named("raft"),
+		// 1 turns raft's pipelined replication off. With it on, a
+		// follower's refused append (a new term, a gap) can leave the
+		// pipeline's sender and its response decoder waiting on each
+		// other: that follower gets heartbeats but no entry ever again,
+		// and Shutdown waits forever for the sender. Batched appends keep
+		// replication fast without it.
+		MaxRPCsInFlight: 1,
+	})
 	if err != nil {
 		return fmt.Errorf("raft transport: %w", err)
 	}

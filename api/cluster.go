@@ -1,6 +1,7 @@
 package api
 
 import (
+	"errors"
 	"net/http"
 
 	"github.com/gin-gonic/gin"
@@ -113,4 +114,21 @@ func (s *server) transferLeadership(c *gin.Context) {
 		return
 	}
 	c.Status(http.StatusNoContent)
+}
+
+// errNodeRemoved: this node was removed from its zone; its state is
+// stale from then on.
+var errNodeRemoved = errors.New("this node was removed from its zone and serves no keys: send requests to another node of the zone")
+
+// refuseIfRemoved keeps a removed node from answering key reads and
+// crypto from its stale state (a key disabled or deleted since would
+// still work there). Lifecycle writes fail on their own: its Raft is
+// stopped.
+func (s *server) refuseIfRemoved(c *gin.Context) {
+	if _, removed := s.cluster.Removed(); removed {
+		c.Error(errNodeRemoved)
+		c.Abort()
+		return
+	}
+	c.Next()
 }

@@ -75,6 +75,9 @@ type ClusterService interface {
 	// TransferLeadership hands leadership to the voter id, or to any
 	// voter when id is "".
 	TransferLeadership(ctx context.Context, id string) error
+	// Removed reports this node's removal from its zone, once it knows
+	// of it: it then holds stale state and must not serve keys.
+	Removed() (fsm.RemovedNode, bool)
 	// SaveSnapshot returns the zone's snapshot archive as of a
 	// consistent read.
 	SaveSnapshot(ctx context.Context) (*cluster.Backup, error)
@@ -222,7 +225,7 @@ func NewRouter(cfg Config) (http.Handler, error) {
 	v1.GET("/health", s.health)
 	v1.GET("/health/live", s.live)
 
-	authed := v1.Group("", s.authenticate, s.organization, s.minIndex)
+	authed := v1.Group("", s.authenticate, s.organization, s.refuseIfRemoved, s.minIndex)
 	// Admin calls (the cluster, the zones, key changes) are audited; the
 	// audit comes before authentication, so refused calls are too.
 	admin := v1.Group("", s.audit, s.authenticate, s.organization, s.minIndex)

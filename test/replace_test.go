@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -308,6 +309,16 @@ func TestReplace_RemoveRunningNode(t *testing.T) {
 
 	removePeer(t, ctx, leader, victim.ID)
 	waitRefused(t, ctx, c, victim)
+	// Its API no longer serves keys from its stale state.
+	vc, err := client.New(victim.Addr(), c.Token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = vc.Encrypt(ctx, ids[0], wire.EncryptRequest{Plaintext: []byte("x")})
+	wantAPIError(t, err, http.StatusServiceUnavailable, "unavailable")
+	if !strings.Contains(err.Error(), "removed from its zone") {
+		t.Fatalf("encrypt on a removed node: %v, want it to say the node was removed", err)
+	}
 
 	transferTo(t, ctx, c, leader, other)
 	clustertest.WaitFor(t, 10*time.Second, "the new leader to see the removed node in the pool", func() bool {

@@ -658,6 +658,8 @@ type Cluster struct {
 	// the root key) and records it in Restored.
 	Archive  []byte
 	Restored []byte
+	// RemovedResult, when set, is this node's removal record.
+	RemovedResult *fsm.RemovedNode
 
 	mu sync.Mutex
 	// transfers records the ids TransferLeadership was asked for.

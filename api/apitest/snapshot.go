@@ -6,6 +6,7 @@ import (
 	"io"
 
 	"github.com/keyzone/keyzone/cluster"
+	"github.com/keyzone/keyzone/fsm"
 	"github.com/keyzone/keyzone/snapshot"
 )
 
@@ -28,4 +29,14 @@ func (c *Cluster) RestoreSnapshot(ctx context.Context, r io.Reader) (snapshot.Me
 	defer c.mu.Unlock()
 	c.Restored = state.Bytes()
 	return m, nil
+}
+
+// Removed implements api.ClusterService with RemovedResult.
+func (c *Cluster) Removed() (fsm.RemovedNode, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.RemovedResult == nil {
+		return fsm.RemovedNode{}, false
+	}
+	return *c.RemovedResult, true
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/keyzone/keyzone/api"
+	"github.com/keyzone/keyzone/fsm"
 	"github.com/keyzone/keyzone/keys"
 )
 
@@ -144,3 +145,7 @@ type noCluster struct{ api.ClusterService }
 var errNoCluster = errors.New("bench: the floor server is no cluster node")
 
 func (noCluster) WaitApplied(context.Context, uint64) error { return errNoCluster }
+
+// Removed says the floor is never removed from a zone: the API asks on
+// every key route.
+func (noCluster) Removed() (fsm.RemovedNode, bool) { return fsm.RemovedNode{}, false }

@@ -131,6 +131,7 @@ var errorTable = []errorRule{
 	{match: is(cluster.ErrLeadershipLost), status: http.StatusServiceUnavailable, code: wire.CodeUnavailable, message: "leadership lost while committing: the outcome is unknown, retry with the same Idempotency-Key", retryAfter: true},
 	{match: is(cluster.ErrNotCaughtUp), status: http.StatusServiceUnavailable, code: wire.CodeUnavailable, message: "this node has not caught up with the index the request asks for, retry later", retryAfter: true},
 	{match: is(errNodeRemoved), status: http.StatusServiceUnavailable, code: wire.CodeUnavailable},
+	{match: is(errForwardOutcomeUnknown), status: http.StatusServiceUnavailable, code: wire.CodeUnavailable, retryAfter: true},
 	{match: is(cluster.ErrShutdown), status: http.StatusServiceUnavailable, code: wire.CodeUnavailable, message: "node is shutting down, retry on another node", retryAfter: true},
 	// A change-log batch that does not follow what this zone applied: the
 	// puller pulls again, so it is transient and nothing for the caller.

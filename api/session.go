@@ -14,6 +14,7 @@ import (
 
 	"github.com/keyzone/keyzone/cluster"
 	"github.com/keyzone/keyzone/fsm"
+	"github.com/keyzone/keyzone/zone"
 )
 
 // Session consistency headers. A key response carries the index of the
@@ -43,7 +44,11 @@ type ZoneForwarder interface {
 }
 
 // ErrZoneUnreachable is returned by a ZoneForwarder that reached no node.
-var ErrZoneUnreachable = errors.New("zone unreachable")
+var ErrZoneUnreachable = zone.ErrUnreachable
+
+// errForwardOutcomeUnknown: the primary zone may have received the
+// change, but its answer was lost.
+var errForwardOutcomeUnknown = errors.New("the primary zone did not answer the forwarded change: the outcome is unknown, retry with the same Idempotency-Key")
 
 // sessionIndex is the index a key response carries: on the key's primary
 // zone its revision (the Raft index of its last change); on a replica the
@@ -151,7 +156,15 @@ func (s *server) forwardToPrimary(c *gin.Context) {
 	}
 	s.logger.Warn("forward to primary zone failed", "zone", np.PrimaryZone, "key_id", np.KeyID, "error", err)
 	c.Errors = c.Errors[:0]
-	c.Error(&primaryUnreachableError{np})
+	switch {
+	case errors.Is(err, ErrZoneUnreachable):
+		// No node got it: nothing changed.
+		c.Error(&primaryUnreachableError{np})
+	case c.Writer.Written():
+		// The answer broke off while relayed; the caller sees it cut.
+	default:
+		c.Error(errForwardOutcomeUnknown)
+	}
 }
 
 // primaryUnreachableError is a lifecycle change of a replica whose

@@ -14,7 +14,9 @@ import (
 // failingForwarder fails every forward with err, writing nothing.
 type failingForwarder struct{ err error }
 
-func (f failingForwarder) Forward(http.ResponseWriter, *http.Request, string, []byte) error { return f.err }
+func (f failingForwarder) Forward(http.ResponseWriter, *http.Request, string, []byte) error {
+	return f.err
+}
 
 // TestForwardToPrimary_Failures: a change of a replica key that reached no
 // node of its primary zone is 409 not_primary (nothing changed); one that

@@ -92,6 +92,24 @@ func (e *env) run(timeout time.Duration, name string, args ...string) (string, e
 	return out.String(), err
 }
 
+// composeStdout runs a compose command and returns its standard output
+// alone: docker compose v2 warns on stderr (about the file's version key,
+// which v1 needs), and ids parsed from the output must not take that in.
+func (e *env) composeStdout(timeout time.Duration, args ...string) string {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	full := append(append(append([]string{}, e.compose[1:]...), "-p", e.project), args...)
+	cmd := exec.CommandContext(ctx, e.compose[0], full...)
+	cmd.Env = append(os.Environ(), e.vars...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		e.t.Fatalf("%s %s: %v\n%s%s", e.compose[0], strings.Join(full, " "), err, stdout.String(), stderr.String())
+	}
+	return stdout.String()
+}
+
 func (e *env) composeRun(timeout time.Duration, args ...string) (string, error) {
 	return e.composeProject(e.project, timeout, args...)
 }
@@ -125,7 +143,7 @@ func (e *env) container(service string) string {
 	if id, ok := e.ids[service]; ok {
 		return id
 	}
-	id := strings.TrimSpace(e.mustCompose(time.Minute, "ps", "-q", service))
+	id := strings.TrimSpace(e.composeStdout(time.Minute, "ps", "-q", service))
 	if id == "" {
 		e.t.Fatalf("no container for %s", service)
 	}

@@ -3,10 +3,7 @@ package test
 import (
 	"bytes"
 	"errors"
-	"io"
-	"net/http"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -519,24 +516,10 @@ func TestMultiZone_UpdatePrimary(t *testing.T) {
 // scrapeMetric returns the value of one sample of a node's /metrics.
 func scrapeMetric(t *testing.T, addr, sample string) float64 {
 	t.Helper()
-	resp, err := http.Get(addr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
+	_, _, samples := scrape(t, addr)
+	v, ok := samples[sample]
+	if !ok {
+		t.Fatalf("no sample %s in /metrics of %s", sample, addr)
 	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, line := range strings.Split(string(body), "\n") {
-		if v, ok := strings.CutPrefix(line, sample+" "); ok {
-			f, err := strconv.ParseFloat(v, 64)
-			if err != nil {
-				t.Fatalf("sample %s: %v", line, err)
-			}
-			return f
-		}
-	}
-	t.Fatalf("no sample %s in /metrics of %s", sample, addr)
-	return 0
+	return v
 }

@@ -72,52 +72,87 @@ func saneToken(s string, max int) bool {
 	return true
 }
 
+// auditKeyKey holds the key and version a call used, for its audit record.
+type auditKeyKey struct{}
+
+type auditedKey struct {
+	id      string
+	version uint32
+}
+
+// auditKey tells the audit record which key and version the call used.
+func auditKey(c *gin.Context, id string, version uint32) {
+	c.Set(auditKeyKey{}, auditedKey{id: id, version: version})
+}
+
 // audit records one event per call of the route it guards, after the
 // call, whatever its outcome: it runs before authentication, so calls
 // refused for a missing or wrong token are recorded too, and it records a
 // call whose handler panicked as failed (500) while the panic goes on up.
-// Bodies, headers and query strings are never read.
-func (s *server) audit(c *gin.Context) {
-	start := time.Now()
-	completed := false
-	defer func() {
-		status, code := responseStatus(c)
-		if !completed {
-			status, code = internalRule.status, internalRule.code
-		}
-		e := audit.Event{
-			Time:      start,
-			RequestID: c.Writer.Header().Get(headerRequestID),
-			Node:      s.nodeID,
-			Zone:      s.zone,
-			Method:    c.Request.Method,
-			Route:     route(c),
-			Status:    status,
-			Outcome:   audit.OutcomeOf(status),
-			Code:      code,
-			Source:    remoteHost(c.Request.RemoteAddr),
-			Duration:  time.Since(start),
-		}
-		if id := c.Param("id"); id != "" {
-			id = auditParam(id)
-			if strings.HasPrefix(e.Route, "/v1/cluster/") {
-				e.PeerID = id
-			} else {
-				e.KeyID = id
+// Bodies, headers and query strings are never read: no plaintext,
+// ciphertext, key material or token secret can reach the record.
+func (s *server) audit(pol policy) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		start := time.Now()
+		completed := false
+		defer func() {
+			status, code := responseStatus(c)
+			if !completed {
+				status, code = internalRule.status, internalRule.code
 			}
+			s.recordAudit(c, pol, start, status, code)
+		}()
+		c.Next()
+		completed = true
+	}
+}
+
+func (s *server) recordAudit(c *gin.Context, pol policy, start time.Time, status int, code string) {
+	e := audit.Event{
+		Time:      start,
+		RequestID: c.Writer.Header().Get(headerRequestID),
+		Node:      s.nodeID,
+		Zone:      s.zone,
+		Method:    c.Request.Method,
+		Route:     route(c),
+		Operation: pol.op,
+		Status:    status,
+		Outcome:   audit.OutcomeOf(status),
+		Code:      code,
+		Source:    remoteHost(c.Request.RemoteAddr),
+		Duration:  time.Since(start),
+	}
+	if p := caller(c); p != nil {
+		e.Role = p.role()
+		if !p.operator {
+			e.Organization, e.TokenID = p.org.ID, p.token.ID
 		}
-		if z := c.Param("zone"); z != "" {
-			e.TargetZone = auditParam(z)
+	}
+	if id := c.Param("id"); id != "" {
+		id = auditParam(id)
+		if strings.HasPrefix(e.Route, "/v1/cluster/") {
+			e.PeerID = id
+		} else {
+			e.KeyID = id
 		}
-		if err := s.auditSink.Record(e); err != nil {
-			// The call has been carried out: say loudly that its record
-			// is missing rather than pretend. Failing closed (refusing
-			// calls that can't be recorded) comes with tenancy.
-			s.logger.Error("audit record failed", "request_id", e.RequestID, "route", e.Route, "error", err)
-		}
-	}()
-	c.Next()
-	completed = true
+	}
+	if v, ok := c.Get(auditKeyKey{}); ok {
+		k := v.(auditedKey)
+		e.KeyID, e.KeyVersion = k.id, k.version
+	}
+	if z := c.Param("zone"); z != "" {
+		e.TargetZone = auditParam(z)
+	}
+	if o := c.Param("org"); o != "" && e.Organization == "" {
+		e.Organization = auditParam(o)
+	}
+	if err := s.auditSink.Record(e); err != nil {
+		// The call has been carried out: say loudly that its record is
+		// missing rather than pretend. Changes are refused from now on,
+		// until a record goes through again (see authorize).
+		s.auditDropped.Inc()
+		s.logger.Error("audit record failed", "request_id", e.RequestID, "route", e.Route, "error", err)
+	}
 }
 
 // responseStatus is the status the caller gets: an error attached with

@@ -23,6 +23,7 @@ func (s *server) encrypt(c *gin.Context) {
 	}
 	res, err := s.keys.Encrypt(c.Request.Context(), keys.EncryptParams{
 		Organization: org(c),
+		Allow:        allow(c),
 		KeyID:        c.Param("id"),
 		Plaintext:    req.Plaintext,
 		Context:      cryptoContext(req.EncryptionContext, req.AssociatedData),
@@ -31,6 +32,7 @@ func (s *server) encrypt(c *gin.Context) {
 		c.Error(err)
 		return
 	}
+	auditKey(c, res.KeyID, res.KeyVersion)
 	c.JSON(http.StatusOK, wire.EncryptResponse{KeyID: res.KeyID, KeyVersion: res.KeyVersion, Ciphertext: res.Ciphertext})
 }
 
@@ -44,6 +46,7 @@ func (s *server) decrypt(c *gin.Context) {
 	}
 	res, err := s.keys.Decrypt(c.Request.Context(), keys.DecryptParams{
 		Organization: org(c),
+		Allow:        allow(c),
 		KeyID:        c.Param("id"),
 		Ciphertext:   req.Ciphertext,
 		Context:      cryptoContext(req.EncryptionContext, req.AssociatedData),
@@ -52,6 +55,7 @@ func (s *server) decrypt(c *gin.Context) {
 		c.Error(err)
 		return
 	}
+	auditKey(c, res.KeyID, res.KeyVersion)
 	c.JSON(http.StatusOK, wire.DecryptResponse{KeyID: res.KeyID, KeyVersion: res.KeyVersion, Plaintext: res.Plaintext})
 }
 
@@ -63,6 +67,7 @@ func (s *server) generateDataKey(c *gin.Context) {
 	}
 	res, err := s.keys.GenerateDataKey(c.Request.Context(), keys.DataKeyParams{
 		Organization:     org(c),
+		Allow:            allow(c),
 		KeyID:            c.Param("id"),
 		KeySizeBits:      req.KeySize,
 		WithoutPlaintext: req.WithoutPlaintext,
@@ -76,6 +81,7 @@ func (s *server) generateDataKey(c *gin.Context) {
 	if req.WithoutPlaintext {
 		out.Plaintext = nil
 	}
+	auditKey(c, res.KeyID, res.KeyVersion)
 	c.JSON(http.StatusOK, out)
 }
 
@@ -89,15 +95,17 @@ func (s *server) reEncrypt(c *gin.Context) {
 	}
 	res, err := s.keys.ReEncrypt(c.Request.Context(), keys.ReEncryptParams{
 		Organization:       org(c),
+		Allow:              allow(c),
 		KeyID:              c.Param("id"),
 		Ciphertext:         req.Ciphertext,
 		Context:            cryptoContext(req.EncryptionContext, req.AssociatedData),
-		DestinationKeyID:   req.DestinationKeyID,
+		DestinationKeyID:   defaultKeyAlias(c, req.DestinationKeyID),
 		DestinationContext: cryptoContext(req.DestinationEncryptionContext, req.DestinationAssociatedData),
 	})
 	if err != nil {
 		c.Error(err)
 		return
 	}
+	auditKey(c, res.KeyID, res.KeyVersion)
 	c.JSON(http.StatusOK, wire.ReEncryptResponse{KeyID: res.KeyID, KeyVersion: res.KeyVersion, Ciphertext: res.Ciphertext})
 }

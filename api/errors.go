@@ -67,6 +67,16 @@ func isNotPrimary(err error) bool {
 	return ok
 }
 
+func isRateLimited(err error) bool {
+	_, ok := errors.AsType[*errRateLimited](err)
+	return ok
+}
+
+func isHomeUnreachable(err error) bool {
+	_, ok := errors.AsType[*errHomeUnreachable](err)
+	return ok
+}
+
 func isPrimaryUnreachable(err error) bool {
 	_, ok := errors.AsType[*primaryUnreachableError](err)
 	return ok
@@ -98,12 +108,20 @@ var errorTable = []errorRule{
 	{match: is(snapshot.ErrInvalid), status: http.StatusBadRequest, code: wire.CodeInvalidSnapshot},
 
 	{match: is(errUnauthorized), status: http.StatusUnauthorized, code: wire.CodeUnauthorized},
+	{match: is(keys.ErrUnauthenticated), status: http.StatusUnauthorized, code: wire.CodeUnauthorized, message: errUnauthorized.Error()},
+	{match: is(errForbidden), status: http.StatusForbidden, code: wire.CodeForbidden},
+	{match: is(keys.ErrKeyNotAllowed), status: http.StatusForbidden, code: wire.CodeForbidden},
 
 	{match: is(fsm.ErrKeyNotFound), status: http.StatusNotFound, code: wire.CodeKeyNotFound},
+	{match: is(fsm.ErrOrganizationNotFound), status: http.StatusNotFound, code: wire.CodeOrganizationNotFound},
+	{match: is(fsm.ErrTokenNotFound), status: http.StatusNotFound, code: wire.CodeTokenNotFound},
 	{match: is(cluster.ErrUnknownPeer), status: http.StatusNotFound, code: wire.CodePeerNotFound},
 	{match: is(errRouteNotFound), status: http.StatusNotFound, code: wire.CodeNotFound},
 	{match: is(errMethodNotAllowed), status: http.StatusMethodNotAllowed, code: wire.CodeMethodNotAllowed},
 
+	{match: is(fsm.ErrOrganizationExists), status: http.StatusConflict, code: wire.CodeOrganizationExists},
+	{match: is(fsm.ErrQuotaExceeded), status: http.StatusConflict, code: wire.CodeQuotaExceeded},
+	{match: is(fsm.ErrDefaultKey), status: http.StatusConflict, code: wire.CodeDefaultKey},
 	{match: is(fsm.ErrKeyExists), status: http.StatusConflict, code: wire.CodeKeyExists},
 	{match: is(fsm.ErrVersionConflict), status: http.StatusConflict, code: wire.CodeVersionConflict},
 	{match: is(fsm.ErrKeyProtected), status: http.StatusConflict, code: wire.CodeKeyProtected},
@@ -123,6 +141,8 @@ var errorTable = []errorRule{
 	{match: is(errBodyTooLarge), status: http.StatusRequestEntityTooLarge, code: wire.CodePayloadTooLarge},
 	{match: is(snapshot.ErrTooLarge), status: http.StatusRequestEntityTooLarge, code: wire.CodePayloadTooLarge},
 
+	{match: isRateLimited, status: http.StatusTooManyRequests, code: wire.CodeRateLimited},
+
 	// The caller went away; nobody reads the answer, but the log should
 	// not call it an internal error.
 	{match: is(context.Canceled), status: 499, code: wire.CodeCanceled, message: "request canceled"},
@@ -130,6 +150,9 @@ var errorTable = []errorRule{
 	{match: is(cluster.ErrNoLeader), status: http.StatusServiceUnavailable, code: wire.CodeUnavailable, message: "no raft leader, retry later", retryAfter: true},
 	{match: is(cluster.ErrLeadershipLost), status: http.StatusServiceUnavailable, code: wire.CodeUnavailable, message: "leadership lost while committing: the outcome is unknown, retry with the same Idempotency-Key", retryAfter: true},
 	{match: is(cluster.ErrNotCaughtUp), status: http.StatusServiceUnavailable, code: wire.CodeUnavailable, message: "this node has not caught up with the index the request asks for, retry later", retryAfter: true},
+	{match: is(errAuditUnavailable), status: http.StatusServiceUnavailable, code: wire.CodeUnavailable, retryAfter: true},
+	{match: isHomeUnreachable, status: http.StatusServiceUnavailable, code: wire.CodeUnavailable, retryAfter: true},
+	{match: is(keys.ErrNotHomeZone), status: http.StatusServiceUnavailable, code: wire.CodeUnavailable},
 	{match: is(errNodeRemoved), status: http.StatusServiceUnavailable, code: wire.CodeUnavailable},
 	{match: is(errForwardOutcomeUnknown), status: http.StatusServiceUnavailable, code: wire.CodeUnavailable, retryAfter: true},
 	{match: is(cluster.ErrShutdown), status: http.StatusServiceUnavailable, code: wire.CodeUnavailable, message: "node is shutting down, retry on another node", retryAfter: true},

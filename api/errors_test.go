@@ -204,7 +204,7 @@ func TestAPI_RequestLog(t *testing.T) {
 }
 
 func TestNewRouter_Validate(t *testing.T) {
-	good := api.Config{Keys: apitest.NewKeys(), Cluster: apitest.NewCluster(), RootToken: "t"}
+	good := api.Config{Keys: apitest.NewKeys(), Cluster: apitest.NewCluster(), Tenants: apitest.NewTenants(), OperatorToken: "t"}
 	tests := []struct {
 		name   string
 		mutate func(*api.Config)
@@ -212,7 +212,8 @@ func TestNewRouter_Validate(t *testing.T) {
 	}{
 		{"no keys", func(c *api.Config) { c.Keys = nil }, "Keys is required"},
 		{"no cluster", func(c *api.Config) { c.Cluster = nil }, "Cluster is required"},
-		{"no token", func(c *api.Config) { c.RootToken = "" }, "RootToken is required"},
+		{"no token", func(c *api.Config) { c.OperatorToken = "" }, "OperatorToken is required"},
+		{"no tenants", func(c *api.Config) { c.Tenants = nil }, "Tenants is required"},
 		{"negative payload", func(c *api.Config) { c.MaxPayload = -1 }, "MaxPayload -1 is negative"},
 	}
 	for _, tt := range tests {

@@ -15,9 +15,15 @@ import (
 	"github.com/keyzone/keyzone/api"
 	"github.com/keyzone/keyzone/api/apitest"
 	"github.com/keyzone/keyzone/api/wire"
+	"github.com/keyzone/keyzone/fsm"
 )
 
-const testToken = "s3cret-root-token"
+// testToken is an org-admin token of the fake's organization "default";
+// operatorToken is the cluster operator's.
+const (
+	testToken     = "s3cret-org-admin-token"
+	operatorToken = "s3cret-operator-token"
+)
 
 type apiConfig = api.Config
 
@@ -51,17 +57,20 @@ func (w tWriter) Write(p []byte) (int, error) {
 type testEnv struct {
 	keys    *apitest.Keys
 	cluster *apitest.Cluster
+	tenants *apitest.Tenants
 	handler http.Handler
 	logs    *syncBuffer // everything logged, at Trace and up
 }
 
 func newEnv(t *testing.T, opts ...func(*api.Config)) *testEnv {
 	t.Helper()
-	e := &testEnv{keys: apitest.NewKeys(), cluster: apitest.NewCluster(), logs: &syncBuffer{}}
+	e := &testEnv{keys: apitest.NewKeys(), cluster: apitest.NewCluster(), tenants: apitest.NewTenants(), logs: &syncBuffer{}}
+	e.tenants.AddToken(testToken, fsm.DefaultOrganization, fsm.RoleOrgAdmin)
 	cfg := api.Config{
-		Keys:      e.keys,
-		Cluster:   e.cluster,
-		RootToken: testToken,
+		Keys:          e.keys,
+		Cluster:       e.cluster,
+		Tenants:       e.tenants,
+		OperatorToken: operatorToken,
 		Logger: hclog.New(&hclog.LoggerOptions{
 			Name:   "test",
 			Level:  hclog.Trace,
@@ -79,7 +88,7 @@ func newEnv(t *testing.T, opts ...func(*api.Config)) *testEnv {
 	return e
 }
 
-// do sends a request with the root token unless headers set
+// do sends a request with the org-admin token unless headers set
 // Authorization (an empty value sends none). headers are name, value pairs.
 func (e *testEnv) do(t *testing.T, method, path, body string, headers ...string) *httptest.ResponseRecorder {
 	t.Helper()

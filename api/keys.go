@@ -23,6 +23,7 @@ func (s *server) renderKey(c *gin.Context, status int, k *fsm.Key) {
 		c.Error(errNoKey)
 		return
 	}
+	auditKey(c, k.ID, k.CurrentVersion)
 	c.Header("ETag", strconv.Quote(strconv.FormatUint(k.Revision, 10)))
 	c.Header(headerIndex, s.sessionIndex(k))
 	c.JSON(status, wireKey(k))

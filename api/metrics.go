@@ -167,12 +167,20 @@ func (s *server) initObservability(cfg Config) error {
 	if s.auditSink == nil {
 		s.auditSink = audit.NewLogSink(cfg.Logger)
 	}
+	s.auditHealth, _ = s.auditSink.(audit.HealthReporter)
+	s.auditDropped = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "keyzone_audit_dropped_total",
+		Help: "Audit records no sink took (the calls were carried out; changes are refused while no sink takes records).",
+	})
 	if cfg.Registerer != nil {
 		m, err := newRequestMetrics(cfg.Registerer)
 		if err != nil {
 			return fmt.Errorf("api: request metrics: %w", err)
 		}
 		s.metrics = m
+		if err := cfg.Registerer.Register(s.auditDropped); err != nil {
+			return fmt.Errorf("api: audit metrics: %w", err)
+		}
 	}
 	return nil
 }

@@ -97,7 +97,7 @@ func TestMetrics_RequestsByRoutePattern(t *testing.T) {
 func TestMetrics_RegistryConflict(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	e := newEnv(t, func(c *api.Config) { c.Registerer = reg })
-	_, err := api.NewRouter(api.Config{Keys: e.keys, Cluster: e.cluster, RootToken: testToken, Registerer: reg})
+	_, err := api.NewRouter(api.Config{Keys: e.keys, Cluster: e.cluster, Tenants: e.tenants, OperatorToken: operatorToken, Registerer: reg})
 	if err == nil {
 		t.Error("NewRouter with an already used registry: want an error")
 	}

@@ -21,7 +21,7 @@ func BenchmarkMiddleware_Live(b *testing.B) {
 			name = "metrics"
 		}
 		b.Run(name, func(b *testing.B) {
-			cfg := api.Config{Keys: apitest.NewKeys(), Cluster: apitest.NewCluster(), RootToken: testToken, Logger: hclog.NewNullLogger()}
+			cfg := api.Config{Keys: apitest.NewKeys(), Cluster: apitest.NewCluster(), Tenants: apitest.NewTenants(), OperatorToken: operatorToken, Logger: hclog.NewNullLogger()}
 			if withMetrics {
 				cfg.Registerer = prometheus.NewRegistry()
 			}

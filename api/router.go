@@ -3,14 +3,12 @@ package api
 import (
 	"context"
 	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"runtime/debug"
-	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -104,9 +102,21 @@ type Config struct {
 	Keys KeyService
 	// Cluster serves /v1/cluster/*, /v1/zones and /v1/health. Required.
 	Cluster ClusterService
-	// RootToken is the bearer token required on every /v1 route except
-	// GET /v1/health. Required.
-	RootToken string
+	// OperatorToken is the cluster operator's bearer token: it manages
+	// organizations, their tokens and the cluster, and uses no
+	// organization's keys. Required.
+	OperatorToken string
+	// Tenants authenticates organizations' tokens and serves the
+	// organization and token routes. Required.
+	Tenants TenantService
+	// HomeZone is the zone where organizations and tokens are written; a
+	// node of another zone forwards their changes there (Zone when empty).
+	HomeZone string
+	// OrgRateLimit and OrgRateBurst are an organization's request rate
+	// limit per node (requests/s, bucket size) when its record sets none;
+	// a rate <= 0 means no limit.
+	OrgRateLimit float64
+	OrgRateBurst int
 	// Internal, when set, serves /v1/internal/* (node-to-node forwarding).
 	// It is not behind the root token: it must check the nodes' peer
 	// token itself. It sees the full request path, e.g.
@@ -151,8 +161,10 @@ func (c *Config) Validate() error {
 		return errors.New("api: config: Keys is required")
 	case c.Cluster == nil:
 		return errors.New("api: config: Cluster is required")
-	case c.RootToken == "":
-		return errors.New("api: config: RootToken is required")
+	case c.OperatorToken == "":
+		return errors.New("api: config: OperatorToken is required")
+	case c.Tenants == nil:
+		return errors.New("api: config: Tenants is required")
 	case c.MaxPayload < 0:
 		return fmt.Errorf("api: config: MaxPayload %d is negative", c.MaxPayload)
 	}
@@ -161,9 +173,14 @@ func (c *Config) Validate() error {
 
 // server holds what the handlers share. It is immutable once built.
 type server struct {
-	keys       KeyService
-	cluster    ClusterService
-	tokenHash  [sha256.Size]byte
+	keys         KeyService
+	cluster      ClusterService
+	tenants      TenantService
+	operatorHash [sha256.Size]byte
+	homeZone     string
+	limits       *rateLimits
+	// policies holds each route's policy by "METHOD /v1/pattern".
+	policies   map[string]policy
 	maxPayload int
 	maxBody    int64
 	logger     hclog.Logger
@@ -175,7 +192,10 @@ type server struct {
 	nodeID    string
 	metrics   *requestMetrics // nil: requests are not counted
 	auditSink audit.Sink
-	ids       *requestIDs
+	// auditHealth, when the sink reports it, gates changes (fail closed).
+	auditHealth  audit.HealthReporter
+	auditDropped prometheus.Counter
+	ids          *requestIDs
 }
 
 // NewRouter validates cfg and returns the API's HTTP handler. It sets
@@ -191,13 +211,20 @@ func NewRouter(cfg Config) (http.Handler, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = hclog.NewNullLogger()
 	}
+	if cfg.HomeZone == "" {
+		cfg.HomeZone = cfg.Zone
+	}
 	s := &server{
-		keys:       cfg.Keys,
-		cluster:    cfg.Cluster,
-		tokenHash:  sha256.Sum256([]byte(cfg.RootToken)),
-		maxPayload: cfg.MaxPayload,
-		maxBody:    int64(base64.StdEncoding.EncodedLen(cfg.MaxPayload+ciphertextOverhead) + jsonOverhead),
-		logger:     cfg.Logger.Named("api"),
+		keys:         cfg.Keys,
+		cluster:      cfg.Cluster,
+		tenants:      cfg.Tenants,
+		operatorHash: sha256.Sum256([]byte(cfg.OperatorToken)),
+		homeZone:     cfg.HomeZone,
+		limits:       newRateLimits(cfg.OrgRateLimit, cfg.OrgRateBurst),
+		policies:     make(map[string]policy),
+		maxPayload:   cfg.MaxPayload,
+		maxBody:      int64(base64.StdEncoding.EncodedLen(cfg.MaxPayload+ciphertextOverhead) + jsonOverhead),
+		logger:       cfg.Logger.Named("api"),
 
 		zone:         cfg.Zone,
 		appliedIndex: cfg.AppliedIndex,
@@ -225,46 +252,67 @@ func NewRouter(cfg Config) (http.Handler, error) {
 	v1.GET("/health", s.health)
 	v1.GET("/health/live", s.live)
 
-	authed := v1.Group("", s.authenticate, s.organization, s.refuseIfRemoved, s.minIndex)
-	// Admin calls (the cluster, the zones, key changes) are audited; the
-	// audit comes before authentication, so refused calls are too.
-	admin := v1.Group("", s.audit, s.authenticate, s.organization, s.minIndex)
-	admin.GET("/cluster/status", s.clusterStatus)
-	admin.GET("/cluster/digest", s.clusterDigest)
-	admin.GET("/cluster/peers", s.clusterPeers)
-	admin.DELETE("/cluster/peers/:id", s.removePeer)
-	admin.POST("/cluster/transfer-leadership", s.transferLeadership)
-	admin.GET("/cluster/snapshot", s.snapshotSave)
-	admin.PUT("/cluster/snapshot", s.snapshotRestore)
-	admin.GET("/zones", s.zones)
+	// Every other route is audited, authenticated, authorized by its
+	// policy and rate limited, in that order: the audit comes first so
+	// that refused calls are recorded too.
+	handle := func(method, path string, pol policy, handlers ...gin.HandlerFunc) {
+		chain := append([]gin.HandlerFunc{s.audit(pol), s.authenticate, s.authorize(pol), s.rateLimit}, handlers...)
+		v1.Handle(method, path, chain...)
+		s.policies[method+" /v1"+path] = pol
+	}
+	// Key reads and crypto are refused by a node removed from its zone
+	// (its state is stale); a lifecycle change of a replica key goes on
+	// to its primary zone; tenancy changes go to the home zone.
+	read := []gin.HandlerFunc{resolveDefaultKey, s.refuseIfRemoved, s.minIndex}
+	change := []gin.HandlerFunc{resolveDefaultKey, s.minIndex, s.forwardToPrimary}
+	home := []gin.HandlerFunc{s.forwardToHome}
+	with := func(pre []gin.HandlerFunc, h gin.HandlerFunc) []gin.HandlerFunc {
+		return append(append([]gin.HandlerFunc(nil), pre...), h)
+	}
 
-	// Lifecycle changes of a replica key go on to its primary zone.
-	life := admin.Group("", s.forwardToPrimary)
+	handle("GET", "/whoami", policy{byOperator | anyRole, "whoami", opRead}, s.whoami)
 
-	admin.POST("/keys", s.createKey)
-	authed.GET("/keys", s.listKeys)
-	authed.GET("/keys/:id", s.getKey)
-	life.PATCH("/keys/:id", s.updateKey)
-	authed.GET("/keys/:id/versions", s.keyVersions)
-	life.POST("/keys/:id/enable", s.lifecycle(s.keys.EnableKey))
-	life.POST("/keys/:id/disable", s.lifecycle(s.keys.DisableKey))
-	life.POST("/keys/:id/protect", s.lifecycle(s.keys.ProtectKey))
-	life.POST("/keys/:id/unprotect", s.lifecycle(s.keys.UnprotectKey))
-	life.POST("/keys/:id/cancel-deletion", s.lifecycle(s.keys.CancelDeletion))
-	life.POST("/keys/:id/rotate", s.rotateKey)
-	life.POST("/keys/:id/schedule-deletion", s.scheduleDeletion)
-	life.POST("/keys/:id/replicas", s.addReplica)
-	life.DELETE("/keys/:id/replicas/:zone", s.removeReplica)
-	life.POST("/keys/:id/update-primary", s.updatePrimary)
-	life.GET("/keys/:id/import-parameters", s.importParameters)
-	life.POST("/keys/:id/import", s.importKeyMaterial)
+	handle("GET", "/cluster/status", policy{byOperator | anyRole, "cluster-status", opRead}, s.minIndex, s.clusterStatus)
+	handle("GET", "/zones", policy{byOperator | anyRole, "list-zones", opRead}, s.minIndex, s.zones)
+	handle("GET", "/cluster/digest", policy{byOperator, "cluster-digest", opChange}, s.clusterDigest)
+	handle("GET", "/cluster/peers", policy{byOperator, "list-peers", opChange}, s.clusterPeers)
+	handle("DELETE", "/cluster/peers/:id", policy{byOperator, "remove-peer", opChange}, s.removePeer)
+	handle("POST", "/cluster/transfer-leadership", policy{byOperator, "transfer-leadership", opChange}, s.transferLeadership)
+	handle("GET", "/cluster/snapshot", policy{byOperator, "save-snapshot", opChange}, s.snapshotSave)
+	handle("PUT", "/cluster/snapshot", policy{byOperator, "restore-snapshot", opChange}, s.snapshotRestore)
 
-	authed.POST("/keys/:id/encrypt", s.encrypt)
-	authed.POST("/keys/:id/decrypt", s.decrypt)
-	authed.POST("/keys/:id/generate-data-key", s.generateDataKey)
-	authed.POST("/keys/:id/re-encrypt", s.reEncrypt)
-	authed.POST("/decrypt", s.decrypt)
-	authed.POST("/re-encrypt", s.reEncrypt)
+	handle("POST", "/orgs", policy{byOperator, "create-organization", opChange}, with(home, s.createOrganization)...)
+	handle("GET", "/orgs", policy{byOperator, "list-organizations", opRead}, s.listOrganizations)
+	handle("GET", "/orgs/:org", policy{byOperator | anyRole, "get-organization", opRead}, s.getOrganization)
+	handle("PATCH", "/orgs/:org", policy{byOperator, "update-organization", opChange}, with(home, s.updateOrganization)...)
+	handle("POST", "/orgs/:org/tokens", policy{byOperator | byOrgAdmin, "create-token", opChange}, with(home, s.createToken)...)
+	handle("GET", "/orgs/:org/tokens", policy{byOperator | byOrgAdmin | byAuditor, "list-tokens", opRead}, s.listTokens)
+	handle("DELETE", "/orgs/:org/tokens/:token", policy{byOperator | byOrgAdmin, "revoke-token", opChange}, with(home, s.revokeToken)...)
+
+	handle("POST", "/keys", policy{keyAdmins, "create-key", opChange}, s.minIndex, s.createKey)
+	handle("GET", "/keys", policy{keyReads, "list-keys", opRead}, with(read, s.listKeys)...)
+	handle("GET", "/keys/:id", policy{keyReads, "get-key", opRead}, with(read, s.getKey)...)
+	handle("GET", "/keys/:id/versions", policy{keyReads, "list-key-versions", opRead}, with(read, s.keyVersions)...)
+	handle("PATCH", "/keys/:id", policy{keyAdmins, "update-key", opChange}, with(change, s.updateKey)...)
+	handle("POST", "/keys/:id/enable", policy{keyAdmins, "enable-key", opChange}, with(change, s.lifecycle(s.keys.EnableKey))...)
+	handle("POST", "/keys/:id/disable", policy{keyAdmins, "disable-key", opChange}, with(change, s.lifecycle(s.keys.DisableKey))...)
+	handle("POST", "/keys/:id/protect", policy{keyAdmins, "protect-key", opChange}, with(change, s.lifecycle(s.keys.ProtectKey))...)
+	handle("POST", "/keys/:id/unprotect", policy{keyAdmins, "unprotect-key", opChange}, with(change, s.lifecycle(s.keys.UnprotectKey))...)
+	handle("POST", "/keys/:id/cancel-deletion", policy{keyAdmins, "cancel-key-deletion", opChange}, with(change, s.lifecycle(s.keys.CancelDeletion))...)
+	handle("POST", "/keys/:id/rotate", policy{keyAdmins, "rotate-key", opChange}, with(change, s.rotateKey)...)
+	handle("POST", "/keys/:id/schedule-deletion", policy{keyAdmins, "schedule-key-deletion", opChange}, with(change, s.scheduleDeletion)...)
+	handle("POST", "/keys/:id/replicas", policy{keyAdmins, "add-replica", opChange}, with(change, s.addReplica)...)
+	handle("DELETE", "/keys/:id/replicas/:zone", policy{keyAdmins, "remove-replica", opChange}, with(change, s.removeReplica)...)
+	handle("POST", "/keys/:id/update-primary", policy{keyAdmins, "update-primary", opChange}, with(change, s.updatePrimary)...)
+	handle("GET", "/keys/:id/import-parameters", policy{keyAdmins, "get-import-parameters", opChange}, with(change, s.importParameters)...)
+	handle("POST", "/keys/:id/import", policy{keyAdmins, "import-key-material", opChange}, with(change, s.importKeyMaterial)...)
+
+	handle("POST", "/keys/:id/encrypt", policy{cryptoers, "encrypt", opCrypto}, with(read, s.encrypt)...)
+	handle("POST", "/keys/:id/decrypt", policy{cryptoers, "decrypt", opCrypto}, with(read, s.decrypt)...)
+	handle("POST", "/keys/:id/generate-data-key", policy{cryptoers, "generate-data-key", opCrypto}, with(read, s.generateDataKey)...)
+	handle("POST", "/keys/:id/re-encrypt", policy{cryptoers, "re-encrypt", opCrypto}, with(read, s.reEncrypt)...)
+	handle("POST", "/decrypt", policy{cryptoers, "decrypt", opCrypto}, with(read, s.decrypt)...)
+	handle("POST", "/re-encrypt", policy{cryptoers, "re-encrypt", opCrypto}, with(read, s.reEncrypt)...)
 
 	if cfg.Internal != nil {
 		// Node-to-node routes authenticate with the nodes' own peer
@@ -272,34 +320,6 @@ func NewRouter(cfg Config) (http.Handler, error) {
 		v1.Any("/internal/*path", gin.WrapH(cfg.Internal))
 	}
 	return e, nil
-}
-
-// orgKey is the gin context key of the caller's organization.
-type orgKey struct{}
-
-// organization decides the caller's organization. Until tenancy lands
-// every caller belongs to the default organization; this middleware is
-// the one place that will map a token to its organization.
-func (s *server) organization(c *gin.Context) {
-	c.Set(orgKey{}, fsm.DefaultOrganization)
-	c.Next()
-}
-
-// org returns the organization set by the organization middleware.
-func org(c *gin.Context) string { return c.GetString(orgKey{}) }
-
-// authenticate requires "Authorization: Bearer <RootToken>". Both sides
-// are hashed first so the comparison is constant-time and length-blind.
-func (s *server) authenticate(c *gin.Context) {
-	scheme, token, _ := strings.Cut(c.GetHeader("Authorization"), " ")
-	got := sha256.Sum256([]byte(strings.TrimSpace(token)))
-	if !strings.EqualFold(scheme, "Bearer") || subtle.ConstantTimeCompare(got[:], s.tokenHash[:]) != 1 {
-		c.Header("WWW-Authenticate", "Bearer")
-		c.Error(errUnauthorized)
-		c.Abort()
-		return
-	}
-	c.Next()
 }
 
 // recoverPanic turns a panic below it into a 500 with the generic

@@ -1,6 +1,6 @@
-// Package audit records the administrative calls made to a node: one
-// structured event per call, written as one JSON line to a file or
-// stdout, or to the node's own log under the name "audit".
+// Package audit records the calls made to a node: one structured event
+// per request, written as one JSON line to files or stdout, or to the
+// node's own log under the name "audit".
 //
 // An event says who asked what of which node and how it ended (route
 // pattern, the key or peer the route names, status, source address,
@@ -37,12 +37,23 @@ type Event struct {
 	Node      string    `json:"node"`
 	Zone      string    `json:"zone"`
 	Method    string    `json:"method"`
+	// Organization, TokenID and Role say who called: the organization's
+	// id, the token's id (never its secret) and role; Role is "operator"
+	// for the cluster operator's token. Empty when no token was valid.
+	Organization string `json:"organization,omitempty"`
+	TokenID      string `json:"token_id,omitempty"`
+	Role         string `json:"role,omitempty"`
+	// Operation names what was asked (encrypt, rotate-key, create-token).
+	Operation string `json:"operation"`
 	// Route is the route pattern (/v1/keys/:id/rotate), never the raw
 	// path or query.
 	Route string `json:"route"`
 	// KeyID, PeerID and TargetZone are set when the route names a key, a
 	// voter of the zone or another zone.
-	KeyID      string `json:"key_id,omitempty"`
+	KeyID string `json:"key_id,omitempty"`
+	// KeyVersion is the key version a crypto call used, or the current
+	// version of the key a lifecycle call returned.
+	KeyVersion uint32 `json:"key_version,omitempty"`
 	PeerID     string `json:"peer_id,omitempty"`
 	TargetZone string `json:"target_zone,omitempty"`
 	Status     int    `json:"status"`
@@ -85,11 +96,88 @@ type Sink interface {
 	Record(Event) error
 }
 
+// HealthReporter is a sink that knows whether its last write went
+// through. Callers that must not act unaudited (lifecycle and admin
+// calls) refuse to start while Healthy returns an error; the next write
+// that succeeds (the record of such a refusal, or of any other call)
+// makes the sink healthy again.
+type HealthReporter interface {
+	Healthy() error
+}
+
+// health tracks a sink's last write.
+type health struct {
+	mu   sync.Mutex
+	last error
+}
+
+func (h *health) set(err error) {
+	h.mu.Lock()
+	h.last = err
+	h.mu.Unlock()
+}
+
+func (h *health) Healthy() error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.last
+}
+
+// Multi records each event in every sink, and succeeds when at least one
+// of them stored it: a file and stdout back each other up.
+type Multi []Sink
+
+// Record implements Sink.
+func (m Multi) Record(e Event) error {
+	var errs []error
+	for _, s := range m {
+		err := s.Record(e)
+		if err == nil {
+			return firstRest(m, s, e)
+		}
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// firstRest records e in the sinks after done (which already stored it);
+// their failures don't matter once one sink holds the event.
+func firstRest(m Multi, done Sink, e Event) error {
+	after := false
+	for _, s := range m {
+		if after {
+			_ = s.Record(e)
+		}
+		if s == done {
+			after = true
+		}
+	}
+	return nil
+}
+
+// Healthy reports an error only when no sink is healthy.
+func (m Multi) Healthy() error {
+	var errs []error
+	for _, s := range m {
+		h, ok := s.(HealthReporter)
+		if !ok {
+			return nil
+		}
+		err := h.Healthy()
+		if err == nil {
+			return nil
+		}
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
 // JSONSink writes each event as one JSON line.
 type JSONSink struct {
 	mu     sync.Mutex
 	w      io.Writer
 	closer io.Closer
+	health
 }
 
 // NewJSONSink writes events to w, one JSON object per line. Writes are
@@ -124,8 +212,11 @@ func (s *JSONSink) Record(e Event) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, err := s.w.Write(b); err != nil {
-		return fmt.Errorf("audit: write event: %w", err)
+		err = fmt.Errorf("audit: write event: %w", err)
+		s.set(err)
+		return err
 	}
+	s.set(nil)
 	return nil
 }
 
@@ -157,18 +248,22 @@ func NewLogSink(logger hclog.Logger) *LogSink {
 func (s *LogSink) Record(e Event) error {
 	args := []any{
 		"time", e.Time.UTC().Format(time.RFC3339Nano), "request_id", e.RequestID, "node", e.Node, "zone", e.Zone,
-		"method", e.Method, "route", e.Route,
+		"method", e.Method, "route", e.Route, "operation", e.Operation,
 	}
-	for _, kv := range [][2]string{{"key_id", e.KeyID}, {"peer_id", e.PeerID}, {"target_zone", e.TargetZone}} {
+	for _, kv := range [][2]string{{"organization", e.Organization}, {"token_id", e.TokenID}, {"role", e.Role},
+		{"key_id", e.KeyID}, {"peer_id", e.PeerID}, {"target_zone", e.TargetZone}} {
 		if kv[1] != "" {
 			args = append(args, kv[0], kv[1])
 		}
+	}
+	if e.KeyVersion != 0 {
+		args = append(args, "key_version", e.KeyVersion)
 	}
 	args = append(args, "status", e.Status, "outcome", e.Outcome)
 	if e.Code != "" {
 		args = append(args, "code", e.Code)
 	}
 	args = append(args, "source", e.Source, "duration_ms", float64(e.Duration.Microseconds())/1000)
-	s.logger.Info("admin call", args...)
+	s.logger.Info("call", args...)
 	return nil
 }

@@ -3,6 +3,7 @@ package audit
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,6 +18,7 @@ func event(i int) Event {
 	return Event{
 		Time: time.Date(2026, 1, 2, 3, 4, 5, 6000, time.FixedZone("x", 3600)), RequestID: "r" + string(rune('a'+i)),
 		Node: "a1", Zone: "zone-a", Method: "POST", Route: "/v1/keys/:id/rotate", KeyID: "k1",
+		Organization: "o1", TokenID: "t1", Role: "key-admin", Operation: "rotate-key", KeyVersion: 3,
 		Status: 409, Outcome: OutcomeOf(409), Code: "invalid_state", Source: "10.0.0.9", Duration: 1500 * time.Microsecond,
 	}
 }
@@ -38,7 +40,8 @@ func TestJSONSink_OneLinePerEvent(t *testing.T) {
 	want := map[string]any{
 		"time": "2026-01-02T02:04:05.000006Z", "request_id": "ra", "node": "a1", "zone": "zone-a", "method": "POST",
 		"route": "/v1/keys/:id/rotate", "key_id": "k1", "status": 409.0, "outcome": "refused", "code": "invalid_state",
-		"source": "10.0.0.9", "duration_ms": 1.5,
+		"source": "10.0.0.9", "duration_ms": 1.5, "organization": "o1", "token_id": "t1", "role": "key-admin",
+		"operation": "rotate-key", "key_version": 3.0,
 	}
 	if len(got) != len(want) {
 		t.Errorf("fields: got %v, want %v", got, want)
@@ -133,11 +136,72 @@ func TestLogSink(t *testing.T) {
 	if err := json.Unmarshal(buf.Bytes(), &got); err != nil {
 		t.Fatalf("log line %q: %v", buf.String(), err)
 	}
-	if got["@module"] != "node.audit" || got["@message"] != "admin call" || got["key_id"] != "k1" ||
+	if got["@module"] != "node.audit" || got["@message"] != "call" || got["key_id"] != "k1" ||
 		got["route"] != "/v1/keys/:id/rotate" || got["outcome"] != "refused" || got["request_id"] != "rb" {
 		t.Errorf("log line: got %v", got)
 	}
 	if _, ok := got["peer_id"]; ok {
 		t.Error("empty peer_id logged")
+	}
+}
+
+// failingWriter refuses every write, like a full disk.
+type failingWriter struct{}
+
+func (failingWriter) Write([]byte) (int, error) { return 0, errors.New("no space left on device") }
+
+func TestJSONSinkHealth(t *testing.T) {
+	var w switchWriter
+	s := NewJSONSink(&w)
+	if err := s.Healthy(); err != nil {
+		t.Fatalf("new sink: %v", err)
+	}
+	w.fail = true
+	if err := s.Record(event(1)); err == nil {
+		t.Fatal("write to a failing writer succeeded")
+	}
+	if err := s.Healthy(); err == nil {
+		t.Fatal("sink healthy after a failed write")
+	}
+	w.fail = false
+	if err := s.Record(event(2)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Healthy(); err != nil {
+		t.Fatalf("sink not healthy after a good write: %v", err)
+	}
+}
+
+type switchWriter struct {
+	fail bool
+	bytes.Buffer
+}
+
+func (w *switchWriter) Write(b []byte) (int, error) {
+	if w.fail {
+		return 0, errors.New("no space left on device")
+	}
+	return w.Buffer.Write(b)
+}
+
+func TestMulti(t *testing.T) {
+	var good bytes.Buffer
+	bad := NewJSONSink(failingWriter{})
+	m := Multi{bad, NewJSONSink(&good)}
+	if err := m.Record(event(1)); err != nil {
+		t.Fatalf("one sink took the event, yet: %v", err)
+	}
+	if !strings.Contains(good.String(), `"request_id":"rb"`) {
+		t.Errorf("good sink got %q", good.String())
+	}
+	if err := m.Healthy(); err != nil {
+		t.Errorf("healthy while one sink is: %v", err)
+	}
+	all := Multi{bad, NewJSONSink(failingWriter{})}
+	if err := all.Record(event(1)); err == nil {
+		t.Fatal("no sink took the event, yet no error")
+	}
+	if err := all.Healthy(); err == nil {
+		t.Fatal("healthy while no sink is")
 	}
 }

@@ -25,7 +25,7 @@ func (s *Service) Encrypt(ctx context.Context, p EncryptParams) (CryptoResult, e
 	if err != nil {
 		return CryptoResult{}, err
 	}
-	k, kid, err := s.enabledKey(ctx, p.Organization, p.KeyID)
+	k, kid, err := s.enabledKey(ctx, p.Organization, p.KeyID, p.Allow)
 	if err != nil {
 		return CryptoResult{}, err
 	}
@@ -51,7 +51,7 @@ func (s *Service) seal(k *fsm.Key, kid kzcrypto.KeyID, plaintext, ad []byte) (Cr
 // enabledKey returns the organization's key named id, which must be
 // enabled: the key a caller names for encrypt, data keys, a re-encrypt's
 // destination, or as the key a ciphertext must belong to.
-func (s *Service) enabledKey(ctx context.Context, org, id string) (*fsm.Key, kzcrypto.KeyID, error) {
+func (s *Service) enabledKey(ctx context.Context, org, id string, allow KeyFilter) (*fsm.Key, kzcrypto.KeyID, error) {
 	kid, err := parseKeyID(id)
 	if err != nil {
 		return nil, kid, err
@@ -59,6 +59,9 @@ func (s *Service) enabledKey(ctx context.Context, org, id string) (*fsm.Key, kzc
 	k, ok := s.lookup(ctx, org, id, 0)
 	if !ok {
 		return nil, kid, fmt.Errorf("key %s: %w", id, fsm.ErrKeyNotFound)
+	}
+	if allow != nil && !allow(k) {
+		return nil, kid, fmt.Errorf("key %s: %w", id, ErrKeyNotAllowed)
 	}
 	if k.State != fsm.KeyStateEnabled {
 		return nil, kid, fmt.Errorf("key %s is %s: %w", id, k.State, ErrKeyDisabled)
@@ -106,7 +109,7 @@ func (s *Service) Decrypt(ctx context.Context, p DecryptParams) (CryptoResult, e
 	if err != nil {
 		return CryptoResult{}, err
 	}
-	k, err := s.keyForDecrypt(ctx, p.Organization, p.KeyID, p.Ciphertext)
+	k, err := s.keyForDecrypt(ctx, p.Organization, p.KeyID, p.Ciphertext, p.Allow)
 	if err != nil {
 		return CryptoResult{}, err
 	}
@@ -119,9 +122,9 @@ func (s *Service) Decrypt(ctx context.Context, p DecryptParams) (CryptoResult, e
 // ErrKeyDisabled, whatever ct holds. Only then is ct looked at, and every
 // problem with it is the one ErrDecrypt, so the answer never depends on
 // which part of a ciphertext is wrong.
-func (s *Service) keyForDecrypt(ctx context.Context, org, named string, ct []byte) (*fsm.Key, error) {
+func (s *Service) keyForDecrypt(ctx context.Context, org, named string, ct []byte, allow KeyFilter) (*fsm.Key, error) {
 	if named != "" {
-		if _, _, err := s.enabledKey(ctx, org, named); err != nil {
+		if _, _, err := s.enabledKey(ctx, org, named, allow); err != nil {
 			return nil, err
 		}
 	}
@@ -139,6 +142,9 @@ func (s *Service) keyForDecrypt(ctx context.Context, org, named string, ct []byt
 	k, ok := s.lookup(ctx, org, id, h.Version)
 	if !ok {
 		return nil, kzcrypto.ErrDecrypt
+	}
+	if allow != nil && !allow(k) {
+		return nil, fmt.Errorf("key %s: %w", k.ID, ErrKeyNotAllowed)
 	}
 	if k.State != fsm.KeyStateEnabled {
 		return nil, fmt.Errorf("key %s is %s: %w", k.ID, k.State, ErrKeyDisabled)
@@ -179,7 +185,7 @@ func (s *Service) GenerateDataKey(ctx context.Context, p DataKeyParams) (CryptoR
 	if err != nil {
 		return CryptoResult{}, err
 	}
-	k, kid, err := s.enabledKey(ctx, p.Organization, p.KeyID)
+	k, kid, err := s.enabledKey(ctx, p.Organization, p.KeyID, p.Allow)
 	if err != nil {
 		return CryptoResult{}, err
 	}
@@ -214,11 +220,11 @@ func (s *Service) ReEncrypt(ctx context.Context, p ReEncryptParams) (CryptoResul
 		return CryptoResult{}, err
 	}
 	if p.DestinationKeyID != "" {
-		if _, _, err := s.enabledKey(ctx, p.Organization, p.DestinationKeyID); err != nil {
+		if _, _, err := s.enabledKey(ctx, p.Organization, p.DestinationKeyID, p.Allow); err != nil {
 			return CryptoResult{}, err
 		}
 	}
-	src, err := s.keyForDecrypt(ctx, p.Organization, p.KeyID, p.Ciphertext)
+	src, err := s.keyForDecrypt(ctx, p.Organization, p.KeyID, p.Ciphertext, p.Allow)
 	if err != nil {
 		return CryptoResult{}, err
 	}
@@ -231,7 +237,7 @@ func (s *Service) ReEncrypt(ctx context.Context, p ReEncryptParams) (CryptoResul
 	if dest == "" {
 		dest = src.ID
 	}
-	k, kid, err := s.enabledKey(ctx, p.Organization, dest)
+	k, kid, err := s.enabledKey(ctx, p.Organization, dest, p.Allow)
 	if err != nil {
 		return CryptoResult{}, err
 	}

@@ -11,6 +11,13 @@ import (
 // wrapping message names the field and what is wrong with it.
 var ErrInvalidArgument = errors.New("invalid argument")
 
+// KeyFilter restricts the keys of its organization a caller may use.
+type KeyFilter func(*fsm.Key) bool
+
+// ErrKeyNotAllowed refuses crypto with a key of the caller's organization
+// that its token is not allowed to use. HTTP 403.
+var ErrKeyNotAllowed = errors.New("this token may not use the key")
+
 // ErrKeyDisabled is returned by crypto on a key that is not enabled; the
 // wrapping message names the key's state.
 var ErrKeyDisabled = errors.New("key is not enabled")
@@ -89,24 +96,33 @@ type Context struct {
 // EncryptParams encrypts Plaintext under the key's current version.
 type EncryptParams struct {
 	Organization string
-	KeyID        string
-	Plaintext    []byte
-	Context      Context
+	// Allow, when set, restricts the keys the caller may use (a
+	// crypto-user token limited to named or tagged keys).
+	Allow     KeyFilter
+	KeyID     string
+	Plaintext []byte
+	Context   Context
 }
 
 // DecryptParams decrypts Ciphertext. KeyID is optional: when set, the
 // ciphertext must have been made under that key.
 type DecryptParams struct {
 	Organization string
-	KeyID        string
-	Ciphertext   []byte
-	Context      Context
+	// Allow, when set, restricts the keys the caller may use (a
+	// crypto-user token limited to named or tagged keys).
+	Allow      KeyFilter
+	KeyID      string
+	Ciphertext []byte
+	Context    Context
 }
 
 // DataKeyParams generates a data key of KeySizeBits (128 or 256; 0 means
 // 256) wrapped under KeyID.
 type DataKeyParams struct {
-	Organization     string
+	Organization string
+	// Allow, when set, restricts the keys the caller may use (a
+	// crypto-user token limited to named or tagged keys).
+	Allow            KeyFilter
 	KeyID            string
 	KeySizeBits      int
 	WithoutPlaintext bool
@@ -117,7 +133,10 @@ type DataKeyParams struct {
 // under DestinationKeyID's current version (the source key when empty),
 // without returning the plaintext.
 type ReEncryptParams struct {
-	Organization       string
+	Organization string
+	// Allow, when set, restricts the keys the caller may use (a
+	// crypto-user token limited to named or tagged keys).
+	Allow              KeyFilter
 	KeyID              string // optional source key check, as in DecryptParams
 	Ciphertext         []byte
 	Context            Context

@@ -60,6 +60,12 @@ type Config struct {
 	ImportTokenTTL time.Duration
 	// AllowRawImport accepts unsealed key material on import, over TLS only.
 	AllowRawImport bool
+	// HomeZone is the zone where organizations and tokens are written
+	// (the node's own zone when empty).
+	HomeZone string
+	// OrgKeyQuota is the key quota of an organization created without
+	// one (fsm.DefaultKeyQuota when 0).
+	OrgKeyQuota int
 	// LiveZones lists the zones with a node alive in the gossip pool now:
 	// a forced takeover is refused while the primary zone is among them.
 	// Nil means unknown: takeovers are refused.
@@ -140,6 +146,12 @@ func (c *Config) withDefaults() {
 	}
 	if c.TickInterval == 0 {
 		c.TickInterval = d.TickInterval
+	}
+	if c.HomeZone == "" {
+		c.HomeZone = c.Zone
+	}
+	if c.OrgKeyQuota == 0 {
+		c.OrgKeyQuota = fsm.DefaultKeyQuota
 	}
 }
 

@@ -37,10 +37,24 @@ type Config struct {
 	// APIAdvertise is the base URL other nodes reach this API on; it
 	// defaults to http://<bound address>.
 	APIAdvertise string
-	// RootToken is the bearer token of every API call until tenancy.
-	// Nodes authenticate to each other with a token derived from the root
-	// key instead, so every zone of a deployment is given the same root key.
-	RootToken string
+	// OperatorToken is the cluster operator's bearer token: it manages
+	// organizations, their tokens and the cluster, and uses no
+	// organization's keys. Nodes authenticate to each other with a token
+	// derived from the root key instead, so every zone of a deployment is
+	// given the same root key.
+	OperatorToken string
+	// HomeZone is the zone where organizations and tokens are written
+	// (the node's own zone when empty); every zone of a deployment must
+	// name the same one.
+	HomeZone string
+	// OrgKeyQuota is the key quota of an organization created without one
+	// (fsm.DefaultKeyQuota when 0).
+	OrgKeyQuota int
+	// OrgRateLimit and OrgRateBurst are an organization's request rate
+	// limit per node when its record sets none (requests/s, bucket size);
+	// a rate <= 0 means no limit.
+	OrgRateLimit float64
+	OrgRateBurst int
 	// ReplicationPollWait bounds how long a pull of another zone's change
 	// log waits for a change (0: the zone package's default).
 	ReplicationPollWait time.Duration
@@ -73,6 +87,7 @@ type Server struct {
 var (
 	_ keys.Proposer      = (*cluster.Node)(nil)
 	_ api.KeyService     = (*keys.Service)(nil)
+	_ api.TenantService  = (*keys.Service)(nil)
 	_ api.ClusterService = (*cluster.Node)(nil)
 )
 
@@ -83,8 +98,8 @@ func Start(cfg Config) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = hclog.NewNullLogger()
 	}
-	if cfg.RootToken == "" {
-		return nil, errors.New("root token is required")
+	if cfg.OperatorToken == "" {
+		return nil, errors.New("operator token is required")
 	}
 	if cfg.Keys.REK == nil {
 		return nil, errors.New("root key is required")
@@ -134,6 +149,13 @@ func (s *Server) start() error {
 	kc.Logger = s.cfg.Logger
 	kc.KnownZones = node.KnownZones
 	kc.LiveZones = directory{node}.Zones
+	kc.HomeZone = s.cfg.HomeZone
+	if kc.HomeZone == "" {
+		kc.HomeZone = cc.Zone
+	}
+	if s.cfg.OrgKeyQuota != 0 {
+		kc.OrgKeyQuota = s.cfg.OrgKeyQuota
+	}
 	svc, err := keys.New(kc)
 	if err != nil {
 		return err
@@ -161,19 +183,23 @@ func (s *Server) start() error {
 
 	reg := metricsRegistry(node)
 	router, err := api.NewRouter(api.Config{
-		Keys:         svc,
-		Cluster:      node,
-		RootToken:    s.cfg.RootToken,
-		Internal:     internal,
-		Zone:         cc.Zone,
-		AppliedIndex: s.fsm.AppliedIndex,
-		Forwarder:    zone.NewForwarder(directory{node}),
-		Metrics:      promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
-		Registerer:   reg,
-		MaxPayload:   kc.MaxPayload,
-		Logger:       s.cfg.Logger,
-		NodeID:       cc.NodeID,
-		Audit:        s.cfg.Audit,
+		Keys:          svc,
+		Cluster:       node,
+		OperatorToken: s.cfg.OperatorToken,
+		Tenants:       svc,
+		HomeZone:      kc.HomeZone,
+		OrgRateLimit:  s.cfg.OrgRateLimit,
+		OrgRateBurst:  s.cfg.OrgRateBurst,
+		Internal:      internal,
+		Zone:          cc.Zone,
+		AppliedIndex:  s.fsm.AppliedIndex,
+		Forwarder:     zone.NewForwarder(directory{node}),
+		Metrics:       promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
+		Registerer:    reg,
+		MaxPayload:    kc.MaxPayload,
+		Logger:        s.cfg.Logger,
+		NodeID:        cc.NodeID,
+		Audit:         s.cfg.Audit,
 	})
 	if err != nil {
 		return err

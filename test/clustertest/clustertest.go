@@ -8,6 +8,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -17,6 +18,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/keyzone/keyzone/api/wire"
+	"github.com/keyzone/keyzone/client"
 	"github.com/keyzone/keyzone/cluster"
 	kzcrypto "github.com/keyzone/keyzone/crypto"
 	"github.com/keyzone/keyzone/keys"
@@ -40,10 +43,19 @@ type Options struct {
 	Verbose bool
 
 	// Multi-zone: a zone of a deployment shares the root key and the
-	// token of the others and joins their gossip pool (see NewZones).
-	REK   *kzcrypto.REK
-	Token string
-	Join  []string
+	// operator token of the others and joins their gossip pool (see
+	// NewZones). HomeZone is where organizations and tokens are written
+	// (this zone when empty).
+	REK      *kzcrypto.REK
+	Token    string // the operator token
+	Join     []string
+	HomeZone string
+	// NoOrganization skips the test organization: Token stays empty and
+	// the zone holds no key at start.
+	NoOrganization bool
+	// deferOrganization: NewZones creates the organization once every
+	// zone is up, so that its default key has a replica in each.
+	deferOrganization bool
 	// ReplicationPollWait bounds one pull of another zone's change log
 	// (default 2 s in tests).
 	ReplicationPollWait time.Duration
@@ -73,10 +85,19 @@ func (n *Node) Server() *server.Server {
 // Addr is the node's API base URL (stable across restarts).
 func (n *Node) Addr() string { return n.cfg.APIAdvertise }
 
+// TestOrganization is the organization New and NewZones create.
+const TestOrganization = "test"
+
 // Cluster is a test zone.
 type Cluster struct {
-	t      testing.TB
-	Token  string
+	t testing.TB
+	// Token is an org-admin token of organization "test" (created at
+	// start unless Options.NoOrganization); OperatorToken is the cluster
+	// operator's, for organizations and the cluster.
+	Token         string
+	OperatorToken string
+	// Org is the test organization (zero with NoOrganization).
+	Org    wire.Organization
 	REK    *kzcrypto.REK
 	Nodes  []*Node
 	logger hclog.Logger
@@ -109,7 +130,7 @@ func New(t testing.TB, n int, opts Options) *Cluster {
 		rand.Read(tok)
 		token = "kz_test_" + hex.EncodeToString(tok)
 	}
-	c := &Cluster{t: t, Token: token, REK: rek, opts: opts, expect: n}
+	c := &Cluster{t: t, OperatorToken: token, REK: rek, opts: opts, expect: n}
 	c.logger = hclog.NewNullLogger()
 	if opts.Verbose {
 		c.logger = hclog.New(&hclog.LoggerOptions{Level: hclog.Debug, Output: testWriter{t}})
@@ -128,7 +149,68 @@ func New(t testing.TB, n int, opts Options) *Cluster {
 		join = []string{node.cfg.Cluster.GossipBind}
 	}
 	c.WaitReady(30 * time.Second)
+	if !opts.NoOrganization && !opts.deferOrganization {
+		c.Org, c.Token = c.CreateOrganization(TestOrganization)
+	}
 	return c
+}
+
+// CreateOrganization creates an organization with the operator token
+// (in this zone, which must be the home zone) and an org-admin token of
+// it, and returns both once the token authenticates on every node of the
+// zone.
+func (c *Cluster) CreateOrganization(name string) (wire.Organization, string) {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	op, err := client.New(c.Nodes[0].Addr(), c.OperatorToken)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	var org wire.Organization
+	WaitFor(c.t, 30*time.Second, "organization "+name+" created", func() bool {
+		org, err = op.CreateOrganization(ctx, wire.CreateOrganizationRequest{Name: name})
+		if err != nil {
+			if ce, ok := errors.AsType[*client.Error](err); ok && ce.Code == wire.CodeOrganizationExists {
+				// A retry of a creation whose answer was lost.
+				org, err = op.GetOrganization(ctx, name)
+				return err == nil
+			}
+			return false
+		}
+		return true
+	})
+	tok, err := op.CreateToken(ctx, org.ID, wire.CreateTokenRequest{Role: "org-admin", Description: "test harness"})
+	if err != nil {
+		c.t.Fatalf("create org-admin token of %s: %v", name, err)
+	}
+	c.WaitToken(tok.Secret, 30*time.Second)
+	return org, tok.Secret
+}
+
+// WaitToken waits until the token authenticates on every running node
+// of the zone: tokens are written in the home zone and reach the others
+// through replication.
+func (c *Cluster) WaitToken(secret string, timeout time.Duration) {
+	c.t.Helper()
+	WaitFor(c.t, timeout, "the token to authenticate on every node of "+c.opts.Zone, func() bool {
+		for _, n := range c.Nodes {
+			if n.Server() == nil {
+				continue
+			}
+			cl, err := client.New(n.Addr(), secret)
+			if err != nil {
+				return false
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			_, err = cl.WhoAmI(ctx)
+			cancel()
+			if err != nil {
+				return false
+			}
+		}
+		return true
+	})
 }
 
 // start starts a new node and adds it to c.Nodes (so that Shutdown stops
@@ -255,7 +337,8 @@ func (c *Cluster) serverConfig(opts Options, node *Node, expect int, join []stri
 		Cluster:             cc,
 		Keys:                kc,
 		APIBind:             "127.0.0.1:0",
-		RootToken:           c.Token,
+		OperatorToken:       c.OperatorToken,
+		HomeZone:            opts.HomeZone,
 		Logger:              c.logger.Named(node.ID),
 		ReplicationPollWait: poll,
 	}
@@ -386,8 +469,10 @@ func NewZones(t testing.TB, n int, names []string, opts Options) []*Cluster {
 	for _, name := range names {
 		o := opts
 		o.Zone = name
+		o.HomeZone = names[0]
+		o.deferOrganization = true
 		if len(zones) > 0 {
-			o.REK, o.Token = zones[0].REK, zones[0].Token
+			o.REK, o.Token = zones[0].REK, zones[0].OperatorToken
 			for _, z := range zones {
 				o.Join = append(o.Join, z.GossipAddresses()...)
 			}
@@ -404,6 +489,13 @@ func NewZones(t testing.TB, n int, names []string, opts Options) []*Cluster {
 		}
 		return true
 	})
+	if !opts.NoOrganization {
+		org, token := zones[0].CreateOrganization(TestOrganization)
+		for _, z := range zones {
+			z.WaitToken(token, 30*time.Second)
+			z.Org, z.Token = org, token
+		}
+	}
 	return zones
 }
 

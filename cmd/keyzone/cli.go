@@ -16,36 +16,104 @@ import (
 )
 
 // addClientCommands adds the admin CLI (key, encrypt, decrypt,
-// generate-data-key, re-encrypt, cluster, zone, health) and shell
-// completion to root. The commands reach a node through the Go SDK, at
-// KEYZONE_ADDR with KEYZONE_TOKEN unless --addr and --token say otherwise.
+// generate-data-key, re-encrypt, org, token, whoami, cluster, zone,
+// health, audit) and shell completion to root. The commands reach a node
+// through the Go SDK, at KEYZONE_ADDR with a token from the environment
+// (see tokenSource) unless --addr and --token say otherwise.
 func addClientCommands(root *cobra.Command) {
 	root.AddCommand(newClientCommands(os.Getenv)...)
 	root.AddCommand(newCompletionCommand())
 }
 
+// tokenSource says where a command takes its token from when --token is
+// not given. Each variable can also name a file instead, as VAR_FILE
+// (KEYZONE_OPERATOR_TOKEN_FILE, as a node's container has it).
+type tokenSource int
+
+const (
+	// orgToken is $KEYZONE_TOKEN alone: key and crypto commands, which the
+	// operator token may not use.
+	orgToken tokenSource = iota
+	// orgThenOperator is $KEYZONE_TOKEN, else $KEYZONE_OPERATOR_TOKEN:
+	// token commands (an org-admin manages its organization's tokens, the
+	// operator any organization's) and whoami.
+	orgThenOperator
+	// operatorThenOrg is $KEYZONE_OPERATOR_TOKEN, else $KEYZONE_TOKEN:
+	// organization and cluster commands (cluster, zone, snapshots,
+	// peers, verify).
+	operatorThenOrg
+)
+
+// Environment variables of the tokens.
+const (
+	envToken         = "KEYZONE_TOKEN"
+	envOperatorToken = "KEYZONE_OPERATOR_TOKEN"
+)
+
 // newClientCommands builds the client command tree; getenv is how it
-// reads KEYZONE_ADDR and KEYZONE_TOKEN, so tests can run it in-process.
+// reads KEYZONE_ADDR and the tokens, so tests can run it in-process.
 func newClientCommands(getenv func(string) string) []*cobra.Command {
 	g := &cliGlobal{getenv: getenv}
-	cmds := []*cobra.Command{
-		newKeyCommand(g),
-		newEncryptCommand(g),
-		newDecryptCommand(g),
-		newGenerateDataKeyCommand(g),
-		newReEncryptCommand(g),
-		newClusterCommand(g),
-		newZoneCommand(g),
-		newHealthCommand(g),
+	cmds := []struct {
+		cmd    *cobra.Command
+		tokens tokenSource
+	}{
+		{newKeyCommand(g), orgToken},
+		{newEncryptCommand(g), orgToken},
+		{newDecryptCommand(g), orgToken},
+		{newGenerateDataKeyCommand(g), orgToken},
+		{newReEncryptCommand(g), orgToken},
+		{newOrgCommand(g), operatorThenOrg},
+		{newTokenCommand(g), orgThenOperator},
+		{newWhoAmICommand(g), orgThenOperator},
+		{newClusterCommand(g), operatorThenOrg},
+		{newZoneCommand(g), operatorThenOrg},
+		{newHealthCommand(g), orgToken}, // sends no token
 	}
+	var out []*cobra.Command
 	for _, c := range cmds {
-		f := c.PersistentFlags()
+		src := c.tokens
+		// Only one command runs per process: the top-level command it
+		// belongs to says where its token comes from.
+		c.cmd.PersistentPreRun = func(*cobra.Command, []string) { g.tokens = src }
+		f := c.cmd.PersistentFlags()
 		f.StringVar(&g.addr, "addr", "", "node API address (default $KEYZONE_ADDR)")
-		f.StringVar(&g.token, "token", "", "API token (default $KEYZONE_TOKEN)")
-		f.StringVarP(&g.output, "output", "o", "table", "output format: table or json")
-		_ = c.RegisterFlagCompletionFunc("output", cobra.FixedCompletions([]string{"table", "json"}, cobra.ShellCompDirectiveNoFileComp))
+		f.StringVar(&g.token, "token", "", "API token (default "+src.defaultHelp()+")")
+		addOutputFlag(c.cmd, g)
+		out = append(out, c.cmd)
 	}
-	return cmds
+	// audit reads a file: no node, no token.
+	audit := newAuditCommand(g)
+	addOutputFlag(audit, g)
+	return append(out, audit)
+}
+
+// addOutputFlag adds -o table|json to cmd and its subcommands.
+func addOutputFlag(cmd *cobra.Command, g *cliGlobal) {
+	cmd.PersistentFlags().StringVarP(&g.output, "output", "o", "table", "output format: table or json")
+	_ = cmd.RegisterFlagCompletionFunc("output", cobra.FixedCompletions([]string{"table", "json"}, cobra.ShellCompDirectiveNoFileComp))
+}
+
+// defaultHelp names the variables of s for --token's help.
+func (s tokenSource) defaultHelp() string {
+	switch s {
+	case orgThenOperator:
+		return "$" + envToken + ", else $" + envOperatorToken
+	case operatorThenOrg:
+		return "$" + envOperatorToken + ", else $" + envToken
+	}
+	return "$" + envToken
+}
+
+// vars lists the variables of s in the order they are tried.
+func (s tokenSource) vars() []string {
+	switch s {
+	case orgThenOperator:
+		return []string{envToken, envOperatorToken}
+	case operatorThenOrg:
+		return []string{envOperatorToken, envToken}
+	}
+	return []string{envToken}
 }
 
 // cliGlobal holds the flags every client command shares. Only one command
@@ -55,6 +123,7 @@ type cliGlobal struct {
 	addr   string
 	token  string
 	output string
+	tokens tokenSource
 }
 
 // connect checks the output format and returns a client of the node.
@@ -88,14 +157,37 @@ func (g *cliGlobal) endpoint() (addr, token string, err error) {
 	if addr == "" {
 		return "", "", errors.New("no node address: set KEYZONE_ADDR or pass --addr (e.g. http://127.0.0.1:8200)")
 	}
-	token = g.token
-	if token == "" {
-		token = g.getenv("KEYZONE_TOKEN")
+	if token = g.token; token != "" {
+		return addr, token, nil
 	}
-	if token == "" {
-		return "", "", errors.New("no API token: set KEYZONE_TOKEN or pass --token")
+	vars := g.tokens.vars()
+	for _, name := range vars {
+		if token, err = g.envToken(name); token != "" || err != nil {
+			return addr, token, err
+		}
 	}
-	return addr, token, nil
+	return "", "", fmt.Errorf("no API token: set %s or pass --token", strings.Join(vars, " or "))
+}
+
+// envToken returns the token in the variable name, else in the file named
+// by name_FILE, else "".
+func (g *cliGlobal) envToken(name string) (string, error) {
+	if v := strings.TrimSpace(g.getenv(name)); v != "" {
+		return v, nil
+	}
+	file := g.getenv(name + "_FILE")
+	if file == "" {
+		return "", nil
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return "", fmt.Errorf("%s_FILE: %w", name, err)
+	}
+	v := strings.TrimSpace(string(b))
+	if v == "" {
+		return "", fmt.Errorf("%s_FILE: %s is empty", name, file)
+	}
+	return v, nil
 }
 
 // render prints v as indented JSON with -o json, else calls table with a

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/keyzone/keyzone/audit"
 	"github.com/keyzone/keyzone/cluster"
 	kzcrypto "github.com/keyzone/keyzone/crypto"
 	"github.com/keyzone/keyzone/keys"
@@ -53,21 +54,30 @@ func newDevCommand() *cobra.Command {
 		Short: "Run throwaway zones of three nodes each in this process, on loopback",
 		Long: `Run a throwaway Keyzone deployment in one process: --zones zones (zone-a,
 zone-b, ...) of --nodes nodes each on 127.0.0.1, with temporary data dirs, one
-random root key, one random root token and one gossip pool, all gone on Ctrl-C.
+random root key, one random operator token and one gossip pool, all gone on
+Ctrl-C. zone-a is the home zone, where organizations and tokens are written.
 
 With --api-port P, zone number i (from 0) takes the API ports P+10*i,
 P+10*i+1, ...: zone-a 8200-8202, zone-b 8210-8212, zone-c 8220-8222.
 
-Once every node is ready and sees every zone, it prints the addresses and the
-token. With --env-file it then also writes
+Once every node is ready and sees every zone, it creates the organization
+"demo" with an org-admin and a crypto-user token, waits until both tokens
+work on every node of every zone, and prints the addresses and the tokens.
+Each node writes its audit log to <data dir>/audit/<node id>.log. With
+--env-file it then also writes
   KEYZONE_ADDR=<zone-a's first node>
-  KEYZONE_TOKEN=<the token>
+  KEYZONE_TOKEN=<the demo organization's org-admin token>
+  KEYZONE_OPERATOR_TOKEN=<the operator token: organizations and the cluster>
+  KEYZONE_CRYPTO_TOKEN=<the demo organization's crypto-user token>
+  KEYZONE_AUDIT_DIR=<the directory of the nodes' audit logs>
   KEYZONE_ADDR_ZONE_A=..., KEYZONE_ADDR_ZONE_B=..., ... (each zone's first node)
   KEYZONE_ROOT_KEY_FILE=<FILE.root-key>
+  KEYZONE_HOME_ZONE=zone-a
   KEYZONE_JOIN_ZONE_A=..., KEYZONE_JOIN_ZONE_B=..., ... (each zone's gossip addresses)
 for the CLI (set -a; . FILE; set +a), and the root key (base64, mode 0600)
 in FILE.root-key, so that a separate ` + "`keyzone server`" + ` can join a dev zone, e.g.
-to replace a node. It removes both files on exit.`,
+to replace a node (it takes the operator token and the home zone from the
+same variables). It removes both files on exit.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := bindEnv(cmd); err != nil {
@@ -79,7 +89,7 @@ to replace a node. It removes both files on exit.`,
 	cmd.Flags().IntVar(&f.zones, "zones", 2, "zones to run (1 to 9), named zone-a, zone-b, ...")
 	cmd.Flags().IntVar(&f.nodes, "nodes", 3, "nodes per zone (1 to 9)")
 	cmd.Flags().IntVar(&f.apiPort, "api-port", 8200, "API port of zone-a's first node; node j of zone i takes port+10*i+j (0: any free ports)")
-	cmd.Flags().StringVar(&f.envFile, "env-file", "", "write KEYZONE_ADDR, KEYZONE_TOKEN and KEYZONE_ADDR_<ZONE> lines to this file")
+	cmd.Flags().StringVar(&f.envFile, "env-file", "", "write KEYZONE_ADDR, the tokens and KEYZONE_ADDR_<ZONE> lines to this file")
 	cmd.Flags().StringVar(&f.dataDir, "data-dir", "", "keep data here instead of a temporary directory removed on exit")
 	cmd.Flags().StringVar(&f.logLevel, "log-level", "error", "trace, debug, info, warn or error")
 	// Not --root-key-file: the env file sets KEYZONE_ROOT_KEY_FILE for
@@ -93,6 +103,7 @@ to replace a node. It removes both files on exit.`,
 type devZone struct {
 	name    string
 	servers []*server.Server
+	audits  []*audit.JSONSink
 }
 
 // devZoneName names the i-th dev zone (from 0): zone-a, zone-b, ...
@@ -147,7 +158,7 @@ func runDev(parent context.Context, f devFlags) error {
 			}
 		}
 	}
-	rek, rekB64, token, err := devSecrets()
+	rek, rekB64, operator, err := devSecrets()
 	if err != nil {
 		return err
 	}
@@ -156,7 +167,8 @@ func runDev(parent context.Context, f devFlags) error {
 			return err
 		}
 	}
-	zones, err := startDevZones(f, dir, rek, token, logger)
+	auditDir := filepath.Join(dir, "audit")
+	zones, err := startDevZones(f, dir, auditDir, rek, operator, logger)
 	defer func() {
 		if hclog.LevelFromString(f.logLevel) >= hclog.Error {
 			// Nodes going away one by one is no news: a leader that still
@@ -177,7 +189,18 @@ func runDev(parent context.Context, f devFlags) error {
 		}
 		return err
 	}
-	env := devEnv(zones, token)
+	demo, err := devDemo(ctx, zones, operator)
+	if err != nil {
+		if ctx.Err() != nil && parent.Err() == nil {
+			fmt.Println("\nstopping")
+			return nil // Ctrl-C while starting
+		}
+		return err
+	}
+	if auditDir, err = filepath.Abs(auditDir); err != nil {
+		return err
+	}
+	env := devEnv(zones, demo, operator, auditDir)
 	if f.envFile != "" {
 		keyFile, err := filepath.Abs(devKeyFile(f.envFile))
 		if err != nil {
@@ -207,6 +230,9 @@ func runDev(parent context.Context, f devFlags) error {
 			fmt.Printf("    node %-4s %s\n", s.Node().ID(), s.APIAddress())
 		}
 	}
+	fmt.Printf("\n  organization %s (id %s): org-admin token in KEYZONE_TOKEN, crypto-user token in KEYZONE_CRYPTO_TOKEN;\n", demo.org.Name, demo.org.ID)
+	fmt.Printf("  the operator token (organizations and the cluster) in KEYZONE_OPERATOR_TOKEN\n")
+	fmt.Printf("  audit logs: %s\n", filepath.Join(auditDir, "<node id>.log"))
 	fmt.Println()
 	for _, kv := range env {
 		fmt.Printf("  export %s\n", kv)
@@ -225,7 +251,7 @@ func runDev(parent context.Context, f devFlags) error {
 }
 
 // devSecrets returns a fresh root key, in base64 too (for the key file
-// of --env-file), and a root token.
+// of --env-file), and an operator token.
 func devSecrets() (rek *kzcrypto.REK, rekB64, token string, err error) {
 	raw := make([]byte, 32)
 	if _, err := rand.Read(raw); err != nil {
@@ -240,7 +266,7 @@ func devSecrets() (rek *kzcrypto.REK, rekB64, token string, err error) {
 	if _, err := rand.Read(tok); err != nil {
 		return nil, "", "", err
 	}
-	return rek, base64.StdEncoding.EncodeToString(raw), "kz_dev_" + hex.EncodeToString(tok), nil
+	return rek, base64.StdEncoding.EncodeToString(raw), "kz_dev_operator_" + hex.EncodeToString(tok), nil
 }
 
 // devRootKey returns the root key kept in file, or keeps fresh (base64)
@@ -265,11 +291,12 @@ func devRootKey(file, fresh string) (*kzcrypto.REK, string, error) {
 func devKeyFile(envFile string) string { return envFile + ".root-key" }
 
 // devJoinEnv returns what a separate `keyzone server` needs to join a dev
-// zone: the root key file (KEYZONE_ROOT_KEY_FILE, which the server reads
-// as --root-key-file) and, per zone, its nodes' gossip addresses
-// (KEYZONE_JOIN_<ZONE>, for --join).
+// zone besides the operator token (KEYZONE_OPERATOR_TOKEN, in devEnv): the
+// root key file (KEYZONE_ROOT_KEY_FILE, which the server reads as
+// --root-key-file), the home zone (KEYZONE_HOME_ZONE, --home-zone) and, per
+// zone, its nodes' gossip addresses (KEYZONE_JOIN_<ZONE>, for --join).
 func devJoinEnv(zones []*devZone, keyFile string) []string {
-	env := []string{"KEYZONE_ROOT_KEY_FILE=" + keyFile}
+	env := []string{"KEYZONE_ROOT_KEY_FILE=" + keyFile, "KEYZONE_HOME_ZONE=" + zones[0].name}
 	for _, z := range zones {
 		var addrs []string
 		for _, s := range z.servers {
@@ -281,13 +308,17 @@ func devJoinEnv(zones []*devZone, keyFile string) []string {
 }
 
 // startDevZones starts every node of every zone without waiting for
-// leaders: all share the root key, the token and one gossip pool, which
-// every node joins through zone-a's first node; each zone bootstraps
-// itself once its nodes see each other. What it started is returned also
-// on error, for stopDevZones.
-func startDevZones(f devFlags, dir string, rek *kzcrypto.REK, token string, logger hclog.Logger) ([]*devZone, error) {
+// leaders: all share the root key, the operator token, the home zone (the
+// first zone) and one gossip pool, which every node joins through zone-a's
+// first node; each zone bootstraps itself once its nodes see each other.
+// Each node writes its audit log to auditDir/<node id>.log, started anew.
+// What it started is returned also on error, for stopDevZones.
+func startDevZones(f devFlags, dir, auditDir string, rek *kzcrypto.REK, operator string, logger hclog.Logger) ([]*devZone, error) {
 	var zones []*devZone
 	var join []string
+	if err := os.MkdirAll(auditDir, 0o700); err != nil {
+		return nil, fmt.Errorf("audit logs: %w", err)
+	}
 	for zi := range f.zones {
 		z := &devZone{name: devZoneName(zi)}
 		zones = append(zones, z)
@@ -304,12 +335,23 @@ func startDevZones(f devFlags, dir string, rek *kzcrypto.REK, token string, logg
 			cc.GossipProfile = "local"
 			cc.Join = join
 			cc.BootstrapExpect = f.nodes
+			auditFile := filepath.Join(auditDir, id+".log")
+			if err := os.Remove(auditFile); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return zones, fmt.Errorf("audit log of %s: %w", id, err)
+			}
+			sink, err := audit.Open(auditFile)
+			if err != nil {
+				return zones, fmt.Errorf("audit log of %s: %w", id, err)
+			}
+			z.audits = append(z.audits, sink)
 			s, err := server.Start(server.Config{
-				Cluster:   cc,
-				Keys:      keys.Config{REK: rek},
-				APIBind:   apiBind,
-				RootToken: token,
-				Logger:    logger.Named(id),
+				Cluster:       cc,
+				Keys:          keys.Config{REK: rek},
+				APIBind:       apiBind,
+				OperatorToken: operator,
+				HomeZone:      zones[0].name,
+				Audit:         sink,
+				Logger:        logger.Named(id),
 			})
 			if err != nil {
 				return zones, fmt.Errorf("start %s of %s: %w", id, z.name, err)
@@ -344,6 +386,13 @@ func stopDevZones(zones []*devZone) error {
 		}
 	}
 	wg.Wait()
+	for _, z := range zones {
+		for _, a := range z.audits {
+			if err := a.Close(); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
 	return errors.Join(errs...)
 }
 
@@ -420,11 +469,16 @@ func devSeesAll(s *server.Server, zones []string, total int) bool {
 }
 
 // devEnv returns the KEY=value lines of the env file: KEYZONE_ADDR (zone-a),
-// KEYZONE_TOKEN, then KEYZONE_ADDR_<ZONE> per zone.
-func devEnv(zones []*devZone, token string) []string {
+// KEYZONE_TOKEN (the demo organization's org-admin), KEYZONE_OPERATOR_TOKEN,
+// KEYZONE_CRYPTO_TOKEN (the demo organization's crypto-user),
+// KEYZONE_AUDIT_DIR, then KEYZONE_ADDR_<ZONE> per zone.
+func devEnv(zones []*devZone, demo devTenant, operator, auditDir string) []string {
 	env := []string{
 		"KEYZONE_ADDR=" + zones[0].servers[0].APIAddress(),
-		"KEYZONE_TOKEN=" + token,
+		"KEYZONE_TOKEN=" + demo.admin.Secret,
+		"KEYZONE_OPERATOR_TOKEN=" + operator,
+		"KEYZONE_CRYPTO_TOKEN=" + demo.crypto.Secret,
+		"KEYZONE_AUDIT_DIR=" + auditDir,
 	}
 	for _, z := range zones {
 		env = append(env, fmt.Sprintf("KEYZONE_ADDR_%s=%s", envZone(z.name), z.servers[0].APIAddress()))

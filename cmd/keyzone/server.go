@@ -25,7 +25,12 @@ type serverFlags struct {
 	gossipAddr, gossipAdvertise, gossipProfile string
 	join                                       []string
 	bootstrapExpect                            int
-	rootKeyFile, rootToken, rootTokenFile      string
+	rootKeyFile                                string
+	operatorToken, operatorTokenFile           string
+	oldRootToken, oldRootTokenFile             string
+	homeZone                                   string
+	orgKeyQuota, orgRateBurst                  int
+	orgRateLimit                               float64
 	logLevel                                   string
 	logJSON                                    bool
 	maxPayload                                 int
@@ -48,7 +53,13 @@ func newServerCommand() *cobra.Command {
 
 Every flag can also be set in the environment as KEYZONE_<FLAG> (upper case,
 dashes as underscores), e.g. KEYZONE_NODE_ID. The root key is read from
---root-key-file or KEYZONE_ROOT_KEY (base64 of 32 bytes); it is never stored.`,
+--root-key-file or KEYZONE_ROOT_KEY (base64 of 32 bytes); it is never stored.
+
+The operator token (--operator-token-file, KEYZONE_OPERATOR_TOKEN) manages
+organizations, their tokens and the cluster, and uses no organization's
+keys; every node of every zone is given the same one. Organizations and
+tokens are written in the home zone (--home-zone, the same on every node of
+the deployment) and replicated to every zone.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := bindEnv(cmd); err != nil {
@@ -71,8 +82,18 @@ dashes as underscores), e.g. KEYZONE_NODE_ID. The root key is read from
 	fl.StringSliceVar(&f.join, "join", nil, "gossip addresses of nodes to join (repeatable or comma-separated)")
 	fl.IntVar(&f.bootstrapExpect, "bootstrap-expect", 3, "voters the zone starts with; 0 waits to be added by a leader")
 	fl.StringVar(&f.rootKeyFile, "root-key-file", "", "file holding the root key, base64 of 32 bytes (or set KEYZONE_ROOT_KEY)")
-	fl.StringVar(&f.rootToken, "root-token", "", "bearer token of the API (prefer --root-token-file or KEYZONE_ROOT_TOKEN)")
-	fl.StringVar(&f.rootTokenFile, "root-token-file", "", "file holding the API's bearer token")
+	fl.StringVar(&f.operatorToken, "operator-token", "", "the cluster operator's bearer token (prefer --operator-token-file or KEYZONE_OPERATOR_TOKEN)")
+	fl.StringVar(&f.operatorTokenFile, "operator-token-file", "", "file holding the cluster operator's bearer token")
+	// The single root token became the operator token: the old names are
+	// refused with a message rather than ignored.
+	fl.StringVar(&f.oldRootToken, "root-token", "", "renamed --operator-token")
+	fl.StringVar(&f.oldRootTokenFile, "root-token-file", "", "renamed --operator-token-file")
+	_ = fl.MarkHidden("root-token")
+	_ = fl.MarkHidden("root-token-file")
+	fl.StringVar(&f.homeZone, "home-zone", "", "zone where organizations and tokens are written (default: this node's --zone); every node of the deployment must name the same")
+	fl.IntVar(&f.orgKeyQuota, "org-key-quota", defaultOrgKeyQuota, "keys an organization may hold per zone, unless its own quota says otherwise")
+	fl.Float64Var(&f.orgRateLimit, "org-rate-limit", defaultOrgRateLimit, "requests/s per node per organization, unless its own limit says otherwise (negative: no limit)")
+	fl.IntVar(&f.orgRateBurst, "org-rate-burst", defaultOrgRateBurst, "burst of the per-organization rate limit")
 	fl.StringVar(&f.logLevel, "log-level", "info", "trace, debug, info, warn or error")
 	fl.BoolVar(&f.logJSON, "log-json", false, "log as JSON lines")
 	d := keys.DefaultConfig()
@@ -102,9 +123,15 @@ func runServer(ctx context.Context, f serverFlags) error {
 	if err != nil {
 		return err
 	}
-	token, err := loadRootToken(f.rootToken, f.rootTokenFile)
+	if f.oldRootToken != "" || f.oldRootTokenFile != "" {
+		return errors.New("--root-token and --root-token-file (KEYZONE_ROOT_TOKEN, KEYZONE_ROOT_TOKEN_FILE) were renamed --operator-token and --operator-token-file (KEYZONE_OPERATOR_TOKEN, KEYZONE_OPERATOR_TOKEN_FILE)")
+	}
+	token, err := loadOperatorToken(f.operatorToken, f.operatorTokenFile)
 	if err != nil {
 		return err
+	}
+	if f.orgKeyQuota < 1 || f.orgRateBurst < 1 {
+		return fmt.Errorf("--org-key-quota %d and --org-rate-burst %d: want positive numbers", f.orgKeyQuota, f.orgRateBurst)
 	}
 	if f.nodeID == "" || f.dataDir == "" {
 		return errors.New("--node-id and --data-dir are required")
@@ -136,11 +163,15 @@ func runServer(ctx context.Context, f serverFlags) error {
 			MinRotationPeriod: f.minRotation,
 			AllowRawImport:    f.allowRawImport, ImportTokenTTL: f.importTokenTTL,
 		},
-		APIBind:      f.apiAddr,
-		APIAdvertise: f.apiAdvertise,
-		RootToken:    token,
-		Audit:        sink,
-		Logger:       logger,
+		APIBind:       f.apiAddr,
+		APIAdvertise:  f.apiAdvertise,
+		OperatorToken: token,
+		HomeZone:      f.homeZone,
+		OrgKeyQuota:   f.orgKeyQuota,
+		OrgRateLimit:  f.orgRateLimit,
+		OrgRateBurst:  f.orgRateBurst,
+		Audit:         sink,
+		Logger:        logger,
 	}
 	srv, err := server.Start(cfg)
 	if err != nil {
@@ -184,16 +215,23 @@ func loadRootKey(file string) (*kzcrypto.REK, error) {
 	return rek, nil
 }
 
-func loadRootToken(token, file string) (string, error) {
+// Defaults of the per-organization limits (server flags).
+const (
+	defaultOrgKeyQuota  = 1000
+	defaultOrgRateLimit = 10000
+	defaultOrgRateBurst = 20000
+)
+
+func loadOperatorToken(token, file string) (string, error) {
 	if file != "" {
 		b, err := os.ReadFile(file)
 		if err != nil {
-			return "", fmt.Errorf("root token: %w", err)
+			return "", fmt.Errorf("operator token: %w", err)
 		}
 		token = strings.TrimSpace(string(b))
 	}
 	if len(token) < 16 {
-		return "", errors.New("root token: give --root-token-file, --root-token or KEYZONE_ROOT_TOKEN, at least 16 characters")
+		return "", errors.New("operator token: give --operator-token-file, --operator-token or KEYZONE_OPERATOR_TOKEN, at least 16 characters")
 	}
 	return token, nil
 }

@@ -3,6 +3,7 @@ package keys
 import (
 	"context"
 	"errors"
+	"slices"
 	"time"
 
 	kzcrypto "github.com/keyzone/keyzone/crypto"
@@ -46,6 +47,7 @@ func (s *Service) tick(ctx context.Context) {
 		}
 		s.logger.Info("key purged", "key_id", k.ID)
 	}
+	s.spreadDefaultKeys(ctx, now)
 	if s.fsm.HasExpiredIdempotency(now) {
 		if _, err := s.propose(ctx, fsm.CmdExpireIdempotency, fsm.ExpireIdempotencyV1{Now: now}); err != nil {
 			s.logger.Warn("expire idempotency records failed", "error", err)
@@ -78,4 +80,39 @@ func (s *Service) scheduledRotation(ctx context.Context, k *fsm.Key, now int64) 
 		return
 	}
 	s.logger.Info("key rotated on schedule", "key_id", k.ID, "key_version", rotated.CurrentVersion)
+}
+
+// spreadDefaultKeys gives the default key of every organization of this
+// (home) zone a replica in each zone the deployment has shown since the
+// organization was created, so that a zone added later serves it too.
+func (s *Service) spreadDefaultKeys(ctx context.Context, now int64) {
+	if s.cfg.KnownZones == nil || s.cfg.HomeZone != s.cfg.Zone {
+		return
+	}
+	known := s.cfg.KnownZones()
+	for _, o := range s.fsm.Organizations() {
+		if ctx.Err() != nil {
+			return
+		}
+		k, ok := s.fsm.Key(o.DefaultKeyID)
+		if !ok || k.IsReplicaIn(s.cfg.Zone) {
+			continue
+		}
+		zones := slices.Clone(k.ReplicaZones)
+		for _, z := range known {
+			if z != s.cfg.Zone && !slices.Contains(zones, z) {
+				zones = append(zones, z)
+			}
+		}
+		if len(zones) == len(k.ReplicaZones) {
+			continue
+		}
+		slices.Sort(zones)
+		ref := s.ref(KeyRef{Organization: k.Organization, KeyID: k.ID, IfRevision: k.Revision}, now)
+		if _, err := s.propose(ctx, fsm.CmdSetReplicaZones, fsm.SetReplicaZonesV1{KeyRefV1: ref, ReplicaZones: zones}); err != nil {
+			s.logger.Warn("adding a zone to a default key failed", "key_id", k.ID, "zones", zones, "error", err)
+			continue
+		}
+		s.logger.Info("default key replicated to a new zone", "key_id", k.ID, "organization", o.ID, "replica_zones", zones)
+	}
 }

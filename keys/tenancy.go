@@ -315,7 +315,7 @@ func (s *Service) CreateToken(ctx context.Context, p CreateTokenParams) (NewToke
 			id = org.DefaultKeyID
 		}
 		if _, err := parseKeyID(id); err != nil {
-			return NewToken{}, err
+			return NewToken{}, invalid("key_ids: %q is not a key id", truncate(id, 64))
 		}
 		if !slices.Contains(keyIDs, id) {
 			keyIDs = append(keyIDs, id)

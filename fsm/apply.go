@@ -78,7 +78,7 @@ func (s *state) lookup(ref KeyRefV1) (*Key, error) {
 func (s *state) commit(c *Key, index uint64, now int64) Result {
 	c.Revision = index
 	c.UpdatedAt = now
-	s.keys[c.ID] = c
+	s.putKey(c)
 	if s.multiZonePrimary(c) {
 		s.logChange(c)
 	}
@@ -166,7 +166,7 @@ func validateNewVersion(v Version) error {
 
 func validateCreate(p *CreateKeyV1) error {
 	switch {
-	case p.ID == "" || strings.Contains(p.ID, "/"):
+	case p.ID == "" || strings.Contains(p.ID, "/") || isTenancySlot(p.ID):
 		return invalid("key id %q", p.ID)
 	case p.Organization == "" || strings.Contains(p.Organization, "/"):
 		return invalid("organization %q", p.Organization)
@@ -196,6 +196,13 @@ func validateCreate(p *CreateKeyV1) error {
 // applyCreateKey creates a key: enabled with version 1 for origin keyzone,
 // pending_import without versions for origin external.
 func applyCreateKey(s *state, index uint64, p *CreateKeyV1) Result {
+	return applyCreate(s, index, p, false)
+}
+
+// applyCreate is applyCreateKey, and makes the default key of a new
+// organization when dflt is set (applyCreateOrganization): such a key is
+// marked Default and does not count against the organization's quota.
+func applyCreate(s *state, index uint64, p *CreateKeyV1, dflt bool) Result {
 	if err := validateCreate(p); err != nil {
 		return Result{Err: fmt.Errorf("create key: %w", err)}
 	}
@@ -245,6 +252,10 @@ func applyCreateKey(s *state, index uint64, p *CreateKeyV1) Result {
 		PrimaryZone:    p.PrimaryZone,
 		ReplicaZones:   nonNil(p.ReplicaZones),
 		CreatedAt:      p.Now,
+		Default:        dflt,
+	}
+	if err := s.checkQuota(k); err != nil {
+		return Result{Err: err}
 	}
 	if p.Origin == OriginKeyzone {
 		v := p.FirstVersion
@@ -273,6 +284,9 @@ func applyUpdateKey(s *state, index uint64, p *UpdateKeyV1) Result {
 	}
 	if p.Name == nil && p.Description == nil && p.Tags == nil && p.RotationPolicy == nil {
 		return Result{Key: k}
+	}
+	if k.Default && p.RotationPolicy != nil && p.RotationPolicy.Period == 0 {
+		return Result{Err: defaultKeyRefused(k, "turn off the rotation of")}
 	}
 	c := k.clone()
 	if p.RotationPolicy != nil && p.RotationPolicy.Period != k.RotationPolicy.Period {
@@ -321,6 +335,9 @@ func applyDisableKey(s *state, index uint64, p *KeyRefV1) Result {
 	if err != nil {
 		return Result{Err: err}
 	}
+	if k.Default {
+		return Result{Err: defaultKeyRefused(k, OpDisable)}
+	}
 	switch k.State {
 	case KeyStateDisabled:
 		return Result{Key: k}
@@ -341,6 +358,9 @@ func setProtected(s *state, index uint64, p *KeyRefV1, protected bool, op string
 	}
 	if k.State == KeyStatePendingDeletion {
 		return Result{Err: transition(k, op)}
+	}
+	if k.Default && !protected {
+		return Result{Err: defaultKeyRefused(k, op)}
 	}
 	if k.Protected == protected {
 		return Result{Key: k}
@@ -453,6 +473,9 @@ func applyScheduleDeletion(s *state, index uint64, p *ScheduleDeletionV1) Result
 	k, err := s.lookup(p.KeyRefV1)
 	if err != nil {
 		return Result{Err: err}
+	}
+	if k.Default {
+		return Result{Err: defaultKeyRefused(k, OpScheduleDeletion)}
 	}
 	switch k.State {
 	case KeyStateEnabled, KeyStateDisabled, KeyStatePendingImport:

@@ -10,6 +10,9 @@ type SnapshotInfo struct {
 	Keys  int
 	// Tombstones counts the purged keys the state remembers.
 	Tombstones int
+	// Organizations and Tokens count the tenancy records.
+	Organizations int
+	Tokens        int
 }
 
 // Backup writes the current state to w as a snapshot stream, the bytes
@@ -25,7 +28,8 @@ func (f *FSM) Backup(w io.Writer) (SnapshotInfo, error) {
 	if err := s.write(w); err != nil {
 		return SnapshotInfo{}, err
 	}
-	return SnapshotInfo{Index: s.header.Index, Term: s.header.Term, Keys: len(s.keys), Tombstones: len(s.tombstones)}, nil
+	return SnapshotInfo{Index: s.header.Index, Term: s.header.Term, Keys: len(s.keys), Tombstones: len(s.tombstones),
+		Organizations: len(s.orgs), Tokens: len(s.tokens)}, nil
 }
 
 // CheckSnapshot reads a whole snapshot stream as Restore would, for an FSM
@@ -37,7 +41,8 @@ func CheckSnapshot(r io.Reader, zone string) (SnapshotInfo, error) {
 	if err != nil {
 		return SnapshotInfo{}, err
 	}
-	return SnapshotInfo{Index: st.index, Term: st.term, Keys: len(st.keys), Tombstones: len(st.tombstones)}, nil
+	return SnapshotInfo{Index: st.index, Term: st.term, Keys: len(st.keys), Tombstones: len(st.tombstones),
+		Organizations: len(st.orgs), Tokens: len(st.tokens)}, nil
 }
 
 // RenumberChangesV1 is the payload of CmdRenumberChanges.
@@ -65,8 +70,23 @@ func applyRenumberChanges(s *state, index uint64, p *RenumberChangesV1) Result {
 	s.changeSeq = p.Above
 	for _, id := range ids {
 		e := s.changes[id]
-		if e.Tombstone != nil {
+		switch {
+		case e.Tombstone != nil:
 			s.logTombstone(*e.Tombstone)
+			continue
+		case e.Organization != nil:
+			o := e.Organization
+			if cur, ok := s.orgs[o.ID]; ok {
+				o = cur
+			}
+			s.appendChange(ChangeEntry{KeyID: id, Organization: o})
+			continue
+		case e.Token != nil:
+			t := e.Token
+			if cur, ok := s.tokens[t.ID]; ok {
+				t = cur
+			}
+			s.appendChange(ChangeEntry{KeyID: id, Token: t})
 			continue
 		}
 		k := e.Key
@@ -76,7 +96,7 @@ func applyRenumberChanges(s *state, index uint64, p *RenumberChangesV1) Result {
 		if k.PendingVersion != 0 {
 			c := k.clone()
 			c.PendingSeq = s.changeSeq + 1
-			s.keys[id] = c
+			s.putKey(c)
 			k = c
 		}
 		s.logChange(k)

@@ -195,11 +195,17 @@ type ExpireIdempotencyV1 struct {
 // state of a multi-zone primary key after a change (state-based, so
 // applying it is idempotent and only the newest entry per key matters),
 // or the tombstone of a purged one. The log keeps one entry per key.
+//
+// The home zone's log also carries the tenancy records (organizations and
+// tokens), each in a slot of its own: KeyID is then "org:<id>" or
+// "token:<id>" and exactly one of Organization and Token is set.
 type ChangeEntry struct {
-	Seq       uint64     `json:"seq"`
-	KeyID     string     `json:"key_id"`
-	Key       *Key       `json:"key,omitempty"`
-	Tombstone *Tombstone `json:"tombstone,omitempty"`
+	Seq          uint64        `json:"seq"`
+	KeyID        string        `json:"key_id"`
+	Key          *Key          `json:"key,omitempty"`
+	Tombstone    *Tombstone    `json:"tombstone,omitempty"`
+	Organization *Organization `json:"organization,omitempty"`
+	Token        *Token        `json:"token,omitempty"`
 }
 
 // ApplyChangesV1 is the payload of CmdApplyChanges: every entry of
@@ -254,4 +260,63 @@ type RemoveNodeV1 struct {
 	NodeID    string `json:"node_id"`
 	Zone      string `json:"zone"`
 	RemovedAt int64  `json:"removed_at"` // unix ns
+}
+
+// Tenancy commands (Since v5). They are proposed in the deployment's home
+// zone only; other zones learn of them through its change log.
+const (
+	// CmdCreateOrganization creates an organization and its default key
+	// (CreateOrganizationV1).
+	CmdCreateOrganization CommandType = 20
+	// CmdUpdateOrganization changes an organization's quota or rate
+	// limit (UpdateOrganizationV1).
+	CmdUpdateOrganization CommandType = 21
+	// CmdCreateToken adds a token to an organization (CreateTokenV1).
+	CmdCreateToken CommandType = 22
+	// CmdRevokeToken revokes a token (RevokeTokenV1).
+	CmdRevokeToken CommandType = 23
+)
+
+// CreateOrganizationV1 is the payload of CmdCreateOrganization. The
+// proposer chooses the organization's id, its home zone (this zone), its
+// quota and limits, and the default key, whose Organization is the new
+// id and whose ReplicaZones are every other zone of the deployment.
+// Apply refuses an id or a name already taken (ErrOrganizationExists),
+// except for a repeat of the same creation (same name, home zone,
+// creation time and default key id), which returns the stored records;
+// it stores the key marked Default and Protected, and it logs both
+// records. The default key needs a rotation policy and origin keyzone.
+// Organization.CreatedAt 0 means DefaultKey.Now; KeyQuota 0 means no
+// quota (the proposer applies DefaultKeyQuota).
+type CreateOrganizationV1 struct {
+	Organization Organization `json:"organization"`
+	DefaultKey   CreateKeyV1  `json:"default_key"`
+}
+
+// UpdateOrganizationV1 is the payload of CmdUpdateOrganization. Nil
+// fields are left alone.
+type UpdateOrganizationV1 struct {
+	ID        string   `json:"id"`
+	KeyQuota  *int     `json:"key_quota,omitempty"`
+	RateLimit *float64 `json:"rate_limit,omitempty"`
+	RateBurst *int     `json:"rate_burst,omitempty"`
+	Now       int64    `json:"now"`
+}
+
+// CreateTokenV1 is the payload of CmdCreateToken. The proposer chooses
+// the id, the secret (only its hash is here) and the times. Apply
+// refuses a token of an unknown organization (ErrOrganizationNotFound)
+// and an id already taken by another token (ErrInvalidCommand); a repeat
+// of the same token returns the stored one.
+type CreateTokenV1 struct {
+	Token Token `json:"token"`
+}
+
+// RevokeTokenV1 is the payload of CmdRevokeToken. Revoking a revoked
+// token changes nothing and succeeds; a token of another organization is
+// ErrTokenNotFound.
+type RevokeTokenV1 struct {
+	Organization string `json:"organization"`
+	TokenID      string `json:"token_id"`
+	Now          int64  `json:"now"`
 }

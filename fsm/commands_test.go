@@ -379,7 +379,7 @@ func commandCases() []commandCase {
 				}
 			},
 		},
-	}, importCommandCases(setup)...)
+	}, append(importCommandCases(setup), tenancyCommandCases(setup)...)...)
 }
 
 func TestFSM_Commands_CoverEveryType(t *testing.T) {
@@ -392,7 +392,7 @@ func TestFSM_Commands_CoverEveryType(t *testing.T) {
 			t.Errorf("command type %d has no case", typ)
 		}
 	}
-	for typ := CmdCreateKey; typ <= CmdImportKeyMaterial; typ++ {
+	for typ := CmdCreateKey; typ <= CmdRevokeToken; typ++ {
 		if decoderFor(typ) == nil {
 			t.Errorf("command type %d has no decoder", typ)
 		}

@@ -141,6 +141,8 @@ func TestFSM_ReplicatedDigest_Fields(t *testing.T) {
 		{"PendingZones", func(k *Key) { k.PendingZones = nil }, true},
 		{"PendingSeq", func(k *Key) { k.PendingSeq = 4 }, true},
 		{"PrimaryEpoch", func(k *Key) { k.PrimaryEpoch = 2 }, true},
+		// The default key is one in every zone that holds it.
+		{"Default", func(k *Key) { k.Default = true }, true},
 		{"Revision", func(k *Key) { k.Revision = 99 }, false},
 		{"ReplicaSeq", func(k *Key) { k.ReplicaSeq = 12 }, false},
 		// Nil and empty lists encode differently but mean the same.

@@ -42,6 +42,9 @@
 // the time-driven ones, using the queries of this package with the time
 // they took: CmdRotateKey with Scheduled set (DueRotations), CmdPurgeKey
 // (DuePurges) and CmdExpireIdempotency (HasExpiredIdempotency).
+// The tenancy commands (CmdCreateOrganization, CmdUpdateOrganization,
+// CmdCreateToken, CmdRevokeToken) are proposed by keys in the home zone
+// only; the other zones learn the records from its change log.
 //
 // # Reads
 //

@@ -83,6 +83,11 @@ var sentinelCodes = []struct {
 	{ErrImportTokenInvalid, CodeImportTokenInvalid},
 	{ErrImportTokenExpired, CodeImportTokenExpired},
 	{ErrImportTokenUsed, CodeImportTokenUsed},
+	{ErrOrganizationNotFound, CodeOrganizationNotFound},
+	{ErrOrganizationExists, CodeOrganizationExists},
+	{ErrTokenNotFound, CodeTokenNotFound},
+	{ErrQuotaExceeded, CodeQuotaExceeded},
+	{ErrDefaultKey, CodeDefaultKey},
 }
 
 // NotPrimaryError refuses a lifecycle change of a replica key: changes
@@ -100,16 +105,18 @@ func (e *NotPrimaryError) Error() string {
 // resultWire is the JSON form of a Result, used when a follower forwards
 // a proposal to the leader and gets the leader's Result back.
 type resultWire struct {
-	Key        *Key             `json:"key,omitempty"`
-	ErrCode    string           `json:"err_code,omitempty"`
-	ErrMessage string           `json:"err_message,omitempty"`
-	Transition *TransitionError `json:"transition,omitempty"`
-	NotPrimary *NotPrimaryError `json:"not_primary,omitempty"`
+	Key          *Key             `json:"key,omitempty"`
+	Organization *Organization    `json:"organization,omitempty"`
+	Token        *Token           `json:"token,omitempty"`
+	ErrCode      string           `json:"err_code,omitempty"`
+	ErrMessage   string           `json:"err_message,omitempty"`
+	Transition   *TransitionError `json:"transition,omitempty"`
+	NotPrimary   *NotPrimaryError `json:"not_primary,omitempty"`
 }
 
 // MarshalJSON encodes the result with its error as a stable code.
 func (r Result) MarshalJSON() ([]byte, error) {
-	w := resultWire{Key: r.Key}
+	w := resultWire{Key: r.Key, Organization: r.Organization, Token: r.Token}
 	if r.Err != nil {
 		w.ErrMessage = r.Err.Error()
 		var te *TransitionError
@@ -139,7 +146,7 @@ func (r *Result) UnmarshalJSON(b []byte) error {
 	if err := json.Unmarshal(b, &w); err != nil {
 		return err
 	}
-	*r = Result{Key: w.Key}
+	*r = Result{Key: w.Key, Organization: w.Organization, Token: w.Token}
 	if w.ErrCode == "" {
 		return nil
 	}
@@ -176,5 +183,9 @@ func trimPrefix(msg, suffix string) string {
 // change (nil for commands without one) or the reason it was refused.
 type Result struct {
 	Key *Key
-	Err error
+	// Organization and Token are the records a tenancy command created
+	// or changed.
+	Organization *Organization
+	Token        *Token
+	Err          error
 }

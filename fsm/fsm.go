@@ -62,6 +62,8 @@ type state struct {
 
 	removedNodes map[string]RemovedNode  // by node id, made on first use (nodes.go)
 	imports      map[string]ImportParams // by key id, made on first use (import.go)
+
+	tenancy // organizations, tokens, quota counter (tenancy_apply.go)
 }
 
 func newState(zone string) *state {
@@ -75,6 +77,7 @@ func newState(zone string) *state {
 		bySeq:       newSeqIndex(),
 		replication: make(map[string]ZoneProgress),
 		pending:     make(map[string]struct{}),
+		tenancy:     newTenancy(),
 	}
 }
 
@@ -211,6 +214,14 @@ func decoderFor(t CommandType) func(json.RawMessage) (applyFunc, error) {
 		return binder(applySetImportParams)
 	case CmdImportKeyMaterial:
 		return binder(applyImportKeyMaterial)
+	case CmdCreateOrganization:
+		return binder(applyCreateOrganization)
+	case CmdUpdateOrganization:
+		return binder(applyUpdateOrganization)
+	case CmdCreateToken:
+		return binder(applyCreateToken)
+	case CmdRevokeToken:
+		return binder(applyRevokeToken)
 	}
 	return nil
 }

@@ -27,7 +27,12 @@ const (
 	recordReplication = "replication"
 	recordRemovedNode = "removed_node"
 	recordImport      = "import"
-	recordEnd         = "end"
+	// Organizations and tokens (since v5), after the imports. A node that
+	// predates them refuses such a snapshot (unknown record type) rather
+	// than lose them; one without them reads the same as before.
+	recordOrganization = "organization"
+	recordToken        = "token"
+	recordEnd          = "end"
 )
 
 // snapshotHeader is the first line of a snapshot: the format, and the
@@ -45,15 +50,17 @@ type snapshotHeader struct {
 // before it, so that a truncated stream is refused rather than restored
 // as a smaller state.
 type snapshotRecord struct {
-	Type        string             `json:"type"`
-	Key         *Key               `json:"key,omitempty"`
-	Tombstone   *Tombstone         `json:"tombstone,omitempty"`
-	Idempotency *IdempotencyRecord `json:"idempotency,omitempty"`
-	Change      *ChangeEntry       `json:"change,omitempty"`
-	Replication *ZoneProgress      `json:"replication,omitempty"`
-	RemovedNode *RemovedNode       `json:"removed_node,omitempty"`
-	Import      *ImportParams      `json:"import,omitempty"`
-	Counts      *snapshotCounts    `json:"counts,omitempty"`
+	Type         string             `json:"type"`
+	Key          *Key               `json:"key,omitempty"`
+	Tombstone    *Tombstone         `json:"tombstone,omitempty"`
+	Idempotency  *IdempotencyRecord `json:"idempotency,omitempty"`
+	Change       *ChangeEntry       `json:"change,omitempty"`
+	Replication  *ZoneProgress      `json:"replication,omitempty"`
+	RemovedNode  *RemovedNode       `json:"removed_node,omitempty"`
+	Import       *ImportParams      `json:"import,omitempty"`
+	Organization *Organization      `json:"organization,omitempty"`
+	Token        *Token             `json:"token,omitempty"`
+	Counts       *snapshotCounts    `json:"counts,omitempty"`
 }
 
 type snapshotCounts struct {
@@ -66,6 +73,9 @@ type snapshotCounts struct {
 	// same to a node that predates them.
 	RemovedNodes int `json:"removed_nodes,omitempty"`
 	Imports      int `json:"imports,omitempty"`
+	// Omitted when zero, like removed nodes.
+	Organizations int `json:"organizations,omitempty"`
+	Tokens        int `json:"tokens,omitempty"`
 }
 
 // fsmSnapshot is a point-in-time copy of the state. Its maps are copies;
@@ -79,6 +89,8 @@ type fsmSnapshot struct {
 	repl       map[string]ZoneProgress
 	removed    map[string]RemovedNode
 	imports    map[string]ImportParams
+	orgs       map[string]*Organization
+	tokens     map[string]*Token
 	header     snapshotHeader
 }
 
@@ -87,7 +99,10 @@ type fsmSnapshot struct {
 func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
+	orgs, tokens := f.st.tenancyRecords()
 	return &fsmSnapshot{
+		orgs:       orgs,
+		tokens:     tokens,
 		keys:       maps.Clone(f.st.keys),
 		tombstones: maps.Clone(f.st.tombstones),
 		idem:       maps.Clone(f.st.idem),
@@ -162,8 +177,12 @@ func (s *fsmSnapshot) write(w io.Writer) error {
 	if err := writeImports(enc, s.imports); err != nil {
 		return err
 	}
+	if err := writeTenancy(enc, s.orgs, s.tokens); err != nil {
+		return err
+	}
 	end := snapshotCounts{Keys: len(s.keys), Tombstones: len(s.tombstones), Idempotency: len(s.idem),
-		Changes: len(s.changes), Replication: len(s.repl), RemovedNodes: len(s.removed), Imports: len(s.imports)}
+		Changes: len(s.changes), Replication: len(s.repl), RemovedNodes: len(s.removed), Imports: len(s.imports),
+		Organizations: len(s.orgs), Tokens: len(s.tokens)}
 	if err := enc.Encode(snapshotRecord{Type: recordEnd, Counts: &end}); err != nil {
 		return err
 	}
@@ -253,7 +272,7 @@ func readSnapshot(r io.Reader, zone string) (*state, error) {
 			st.idem[r.Scope] = *r
 		case recordChange:
 			e := rec.Change
-			if e == nil || e.KeyID == "" || e.Seq == 0 || e.Seq > st.changeSeq || (e.Key == nil) == (e.Tombstone == nil) {
+			if e == nil || e.Seq == 0 || e.Seq > st.changeSeq || !wellFormedEntry(e) {
 				return nil, fmt.Errorf("malformed change record: %w", errSnapshot)
 			}
 			if _, dup := st.changes[e.KeyID]; dup {
@@ -292,10 +311,19 @@ func readSnapshot(r io.Reader, zone string) (*state, error) {
 			if err := st.restoreImport(rec.Import); err != nil {
 				return nil, err
 			}
+		case recordOrganization:
+			if err := st.restoreOrganization(rec.Organization); err != nil {
+				return nil, err
+			}
+		case recordToken:
+			if err := st.restoreToken(rec.Token); err != nil {
+				return nil, err
+			}
 		case recordEnd:
 			c := rec.Counts
 			got := snapshotCounts{Keys: len(st.keys), Tombstones: len(st.tombstones), Idempotency: len(st.idem),
-				Changes: len(st.changes), Replication: len(st.replication), RemovedNodes: len(st.removedNodes), Imports: len(st.imports)}
+				Changes: len(st.changes), Replication: len(st.replication), RemovedNodes: len(st.removedNodes), Imports: len(st.imports),
+				Organizations: len(st.orgs), Tokens: len(st.tokens)}
 			if c == nil || *c != got {
 				return nil, fmt.Errorf("end record counts %+v, read %+v: %w", c, got, errSnapshot)
 			}
@@ -306,6 +334,7 @@ func readSnapshot(r io.Reader, zone string) (*state, error) {
 				if k.PendingVersion != 0 && !k.IsReplicaIn(zone) {
 					st.pending[id] = struct{}{}
 				}
+				st.count(k)
 			}
 			for org, ids := range orgIDs {
 				sort.Strings(ids) // already sorted when written by Persist

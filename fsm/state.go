@@ -97,6 +97,8 @@ type Key struct {
 	// than the copy it holds, or equal and sent by the copy's primary, so
 	// a forced takeover wins over the old primary when it comes back.
 	PrimaryEpoch uint64 `json:"primary_epoch,omitempty"`
+	// Default marks an organization's default key (see Organization).
+	Default bool `json:"default,omitempty"`
 }
 
 // IsReplicaIn reports whether the key, as held in zone, is a replica of a

@@ -136,6 +136,7 @@ var (
 	ErrDefaultKey = errors.New("fsm: the organization's default key can't be changed that way")
 )
 
+// Codes of the tenancy refusals, for forwarding and the HTTP API.
 const (
 	CodeOrganizationNotFound = "organization_not_found"
 	CodeOrganizationExists   = "organization_exists"

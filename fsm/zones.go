@@ -152,6 +152,9 @@ func applySetReplicaZones(s *state, index uint64, p *SetReplicaZonesV1) Result {
 	if err := s.validateReplicaZones(p.ReplicaZones); err != nil {
 		return Result{Err: fmt.Errorf("set replica zones of key %s: %w", k.ID, err)}
 	}
+	if err := checkDefaultReplicas(k, p.ReplicaZones); err != nil {
+		return Result{Err: err}
+	}
 	if slices.Equal(k.ReplicaZones, p.ReplicaZones) {
 		return Result{Key: k}
 	}
@@ -232,13 +235,18 @@ func applyChanges(s *state, index uint64, p *ApplyChangesV1) Result {
 	}
 	last := p.After
 	for _, e := range p.Entries {
-		if e.Seq <= last || e.Seq > p.Upto || e.KeyID == "" || (e.Key == nil) == (e.Tombstone == nil) ||
+		if e.Seq <= last || e.Seq > p.Upto || !wellFormedEntry(&e) ||
 			(e.Key != nil && (e.Key.ID != e.KeyID || e.Key.PrimaryZone == "")) {
 			return Result{Err: invalid("malformed change entry %d of zone %s", e.Seq, p.SourceZone)}
 		}
 		last = e.Seq
 	}
 	for _, e := range p.Entries {
+		if e.Organization != nil || e.Token != nil {
+			// Tenancy records: no epochs, no refusals to report.
+			s.applyTenancyEntry(e, p.SourceZone)
+			continue
+		}
 		accepted := s.applyEntry(index, e, p.SourceZone)
 		switch {
 		case accepted:
@@ -357,7 +365,7 @@ func (s *state) storeCopy(e ChangeEntry, exists bool) *Key {
 	if !exists {
 		s.indexKey(c)
 	}
-	s.keys[c.ID] = c
+	s.putKey(c)
 	return c
 }
 
@@ -450,6 +458,9 @@ func (s *state) indexKey(k *Key) {
 
 // removeKey drops a live key and its index entry.
 func (s *state) removeKey(k *Key) {
+	if cur, ok := s.keys[k.ID]; ok {
+		s.uncount(cur)
+	}
 	delete(s.keys, k.ID)
 	delete(s.pending, k.ID)
 	delete(s.imports, k.ID)

@@ -155,6 +155,10 @@ func (n *Node) lagSeconds(acked uint64) float64 {
 		at = e.Key.UpdatedAt
 	case e.Tombstone != nil:
 		at = e.Tombstone.PurgedAt
+	case e.Organization != nil:
+		at = e.Organization.UpdatedAt
+	case e.Token != nil:
+		at = max(e.Token.CreatedAt, e.Token.RevokedAt)
 	}
 	if at == 0 {
 		return 0

@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/keyzone/keyzone/api/wire"
 	"github.com/keyzone/keyzone/client"
 )
 
@@ -158,7 +159,7 @@ type ZoneOptions struct {
 	Dir string
 	// Nodes is the zone's size (0: 3).
 	Nodes int
-	// Token is the API's root token.
+	// Token is the cluster operator's token.
 	Token string
 	// ExtraArgs are added to every node's `keyzone server` flags.
 	ExtraArgs []string
@@ -204,6 +205,8 @@ func StartZone(o ZoneOptions) (*Zone, error) {
 			"--api-addr", addr(ports[0]), "--raft-addr", addr(ports[1]), "--gossip-addr", addr(ports[2]),
 			"--gossip-profile", "local", "--bootstrap-expect", strconv.Itoa(o.Nodes),
 			"--log-level", "warn",
+			// Every request is audited, as in production, to a file.
+			"--audit-log", filepath.Join(o.Dir, id+".audit.log"),
 		}
 		if join != "" {
 			args = append(args, "--join", join)
@@ -217,7 +220,7 @@ func StartZone(o ZoneOptions) (*Zone, error) {
 			args: args,
 			// Secrets go through the environment, never the command line
 			// (which any user can read in /proc).
-			env: childEnv("KEYZONE_ROOT_KEY="+rootKey, "KEYZONE_ROOT_TOKEN="+o.Token),
+			env: childEnv("KEYZONE_ROOT_KEY="+rootKey, "KEYZONE_OPERATOR_TOKEN="+o.Token),
 			log: filepath.Join(o.Dir, id+".log"),
 		}
 		if err := p.start(o.Binary); err != nil {
@@ -227,6 +230,48 @@ func StartZone(o ZoneOptions) (*Zone, error) {
 		z.Nodes = append(z.Nodes, p)
 	}
 	return z, nil
+}
+
+// Organization creates the organization the benchmarks use, through the
+// node at url: no rate limit and the largest key quota, so that neither
+// caps a measure. It returns an org-admin token of it once every node
+// authenticates it.
+func (z *Zone) Organization(ctx context.Context, url string) (string, error) {
+	op, err := client.New(url, z.Token, client.WithTimeout(30*time.Second))
+	if err != nil {
+		return "", err
+	}
+	org, err := op.CreateOrganization(ctx, wire.CreateOrganizationRequest{
+		Name: "bench-" + strconv.FormatInt(time.Now().UnixNano(), 36), KeyQuota: 100_000_000, RateLimit: -1,
+	})
+	if err != nil {
+		return "", fmt.Errorf("create the benchmark organization: %w", err)
+	}
+	tok, err := op.CreateToken(ctx, org.ID, wire.CreateTokenRequest{Role: "org-admin", Description: "keyzone bench"})
+	if err != nil {
+		return "", fmt.Errorf("create the benchmark token: %w", err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for _, p := range z.Nodes {
+		c, err := client.New(p.URL, tok.Secret, client.WithTimeout(2*time.Second))
+		if err != nil {
+			return "", err
+		}
+		for {
+			if _, err = c.WhoAmI(ctx); err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				return "", fmt.Errorf("the benchmark token does not work on %s: %w", p.Name, err)
+			}
+			select {
+			case <-ctx.Done():
+				return "", ctx.Err()
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	}
+	return tok.Secret, nil
 }
 
 // Restart starts a stopped node again on its data dir and ports.

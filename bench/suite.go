@@ -100,6 +100,9 @@ func (s *Suite) Run(ctx context.Context) (*Report, error) {
 		if leader, err = zone.WaitReady(ctx, 90*time.Second); err != nil {
 			return nil, err
 		}
+		if token, err = zone.Organization(ctx, leader.URL); err != nil {
+			return nil, err
+		}
 		for _, p := range zone.Nodes {
 			if p != leader {
 				follower = p
@@ -319,7 +322,7 @@ func (s *Suite) writes(ctx context.Context, rep *Report, zone *Zone, leader *Pro
 	rep.Add(Row{Name: CreateKey, Node: "leader", Stats: st}, "", Stats{})
 
 	// One key per client, so rotations never conflict with each other.
-	c, err := client.New(leader.URL, zone.Token)
+	c, err := client.New(leader.URL, strings.TrimPrefix(auth.Get("Authorization"), "Bearer "))
 	if err != nil {
 		return err
 	}

@@ -59,7 +59,12 @@ func TestCLI_CompletionCandidates(t *testing.T) {
 		args []string
 		want []string
 	}{
-		{[]string{""}, []string{"server", "dev", "key", "cluster", "zone", "health", "encrypt", "decrypt", "completion"}},
+		{[]string{""}, []string{"server", "dev", "key", "cluster", "zone", "health", "encrypt", "decrypt", "completion", "org", "token", "whoami", "audit"}},
+		{[]string{"org", ""}, []string{"create", "list", "get", "update"}},
+		{[]string{"token", ""}, []string{"create", "list", "revoke"}},
+		{[]string{"token", "create", "--role", ""}, []string{"org-admin", "key-admin", "crypto-user", "auditor"}},
+		{[]string{"audit", "-o", ""}, []string{"table", "json"}},
+		{[]string{"whoami", "-o", ""}, []string{"table", "json"}},
 		{[]string{"cluster", ""}, []string{"status", "peers", "remove-peer", "transfer-leadership", "verify"}},
 		{[]string{"key", ""}, []string{"create", "list", "get", "rotate", "schedule-deletion", "update-primary"}},
 		{[]string{"zone", ""}, []string{"status"}},
@@ -99,14 +104,14 @@ func TestCLI_OutputFlagOnEveryAdminCommand(t *testing.T) {
 			walk(s)
 		}
 	}
-	for _, name := range []string{"key", "cluster", "zone", "health"} {
+	for _, name := range []string{"key", "cluster", "zone", "health", "org", "token", "whoami", "audit"} {
 		c, _, err := root.Find([]string{name})
 		if err != nil {
 			t.Fatal(err)
 		}
 		walk(c)
 	}
-	if len(leaves) < 20 {
+	if len(leaves) < 30 {
 		t.Fatalf("found only %d admin commands", len(leaves))
 	}
 	for _, c := range leaves {
@@ -121,6 +126,9 @@ func TestCLI_OutputFlagOnEveryAdminCommand(t *testing.T) {
 	for _, args := range [][]string{
 		{"health"}, {"cluster", "status"}, {"cluster", "peers"}, {"zone", "status"}, {"key", "get", k.ID},
 		{"key", "rotate", k.ID}, {"cluster", "remove-peer", "node-2"},
+		{"org", "create", "acme"}, {"org", "list"}, {"org", "get", "acme"}, {"org", "update", "acme", "--key-quota", "1"},
+		{"token", "create", "--org", "acme", "--role", "auditor"}, {"token", "list", "--org", "acme"}, {"token", "revoke", "--org", "acme", "t1"},
+		{"whoami"}, {"audit", "/nonexistent"},
 	} {
 		_, err := e.run(t, nil, append(args, "-o", "yaml")...)
 		if err == nil || !strings.Contains(err.Error(), `--output "yaml"`) {

@@ -412,7 +412,8 @@ func TestCLI_ClusterStatus(t *testing.T) {
 func TestCLI_RootWiresClientCommands(t *testing.T) {
 	root := newRootCommand()
 	for _, path := range [][]string{{"key", "create"}, {"key", "schedule-deletion"}, {"encrypt"}, {"decrypt"}, {"generate-data-key"}, {"re-encrypt"}, {"cluster", "status"}, {"cluster", "peers"}, {"cluster", "remove-peer"}, {"cluster", "transfer-leadership"},
-		{"key", "add-replica"}, {"key", "remove-replica"}, {"zone", "status"}} {
+		{"key", "add-replica"}, {"key", "remove-replica"}, {"zone", "status"}, {"org", "create"}, {"org", "list"}, {"org", "get"}, {"org", "update"},
+		{"token", "create"}, {"token", "list"}, {"token", "revoke"}, {"whoami"}, {"audit"}} {
 		c, _, err := root.Find(path)
 		if err != nil || c.Name() != path[len(path)-1] {
 			t.Errorf("keyzone %v: got %v, %v", path, c, err)

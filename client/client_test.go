@@ -25,7 +25,12 @@ import (
 	"github.com/keyzone/keyzone/keys"
 )
 
-const token = "client-test-token"
+// token is an org-admin token of the fake's organization "default";
+// operatorToken the cluster operator's.
+const (
+	token         = "client-test-token"
+	operatorToken = "client-test-operator-token"
+)
 
 type tWriter struct{ t testing.TB }
 
@@ -37,16 +42,19 @@ func (w tWriter) Write(p []byte) (int, error) {
 type env struct {
 	keys    *apitest.Keys
 	cluster *apitest.Cluster
+	tenants *apitest.Tenants
 	srv     *httptest.Server
-	c       *client.Client
+	c       *client.Client // an org-admin's
+	op      *client.Client // the operator's
 	conns   atomic.Int32
 }
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	e := &env{keys: apitest.NewKeys(), cluster: apitest.NewCluster()}
+	e := &env{keys: apitest.NewKeys(), cluster: apitest.NewCluster(), tenants: apitest.NewTenants()}
+	e.tenants.AddToken(token, fsm.DefaultOrganization, fsm.RoleOrgAdmin)
 	h, err := api.NewRouter(api.Config{
-		Keys: e.keys, Cluster: e.cluster, RootToken: token,
+		Keys: e.keys, Cluster: e.cluster, Tenants: e.tenants, OperatorToken: operatorToken,
 		Logger: hclog.New(&hclog.LoggerOptions{Level: hclog.Debug, Output: tWriter{t}}),
 	})
 	if err != nil {
@@ -60,8 +68,10 @@ func newEnv(t *testing.T) *env {
 	}
 	e.srv.Start()
 	t.Cleanup(e.srv.Close)
-	e.c, err = client.New(e.srv.URL, token)
-	if err != nil {
+	if e.c, err = client.New(e.srv.URL, token); err != nil {
+		t.Fatal(err)
+	}
+	if e.op, err = client.New(e.srv.URL, operatorToken); err != nil {
 		t.Fatal(err)
 	}
 	return e
@@ -500,27 +510,27 @@ func TestClient_Zones(t *testing.T) {
 func TestClient_Peers(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
-	ps, err := e.c.Peers(ctx)
+	ps, err := e.op.Peers(ctx)
 	if err != nil || len(ps.Peers) != 3 || ps.Peers[0].State != "leader" || ps.Peers[2].AppliedIndex != nil {
 		t.Fatalf("peers: got %+v, %v", ps, err)
 	}
-	apiErr(t, e.c.RemovePeer(ctx, "nope"), 404, wire.CodePeerNotFound)
-	apiErr(t, e.c.RemovePeer(ctx, "node-1"), 409, wire.CodePeerIsLeader)
-	if err := e.c.RemovePeer(ctx, ""); err == nil {
+	apiErr(t, e.op.RemovePeer(ctx, "nope"), 404, wire.CodePeerNotFound)
+	apiErr(t, e.op.RemovePeer(ctx, "node-1"), 409, wire.CodePeerIsLeader)
+	if err := e.op.RemovePeer(ctx, ""); err == nil {
 		t.Error("remove empty id: got nil error")
 	}
-	if err := e.c.RemovePeer(ctx, "node-3"); err != nil {
+	if err := e.op.RemovePeer(ctx, "node-3"); err != nil {
 		t.Fatalf("remove node-3: %v", err)
 	}
-	if err := e.c.TransferLeadership(ctx, "node-2"); err != nil {
+	if err := e.op.TransferLeadership(ctx, "node-2"); err != nil {
 		t.Fatalf("transfer: %v", err)
 	}
-	ps, err = e.c.Peers(ctx)
+	ps, err = e.op.Peers(ctx)
 	if err != nil || len(ps.Peers) != 2 || ps.Peers[1].State != "leader" {
 		t.Errorf("peers after: got %+v, %v", ps, err)
 	}
 	e.cluster.TransferErr = cluster.ErrNoLeader
-	if ce := apiErr(t, e.c.TransferLeadership(ctx, ""), 503, wire.CodeUnavailable); ce.RetryAfter != time.Second {
+	if ce := apiErr(t, e.op.TransferLeadership(ctx, ""), 503, wire.CodeUnavailable); ce.RetryAfter != time.Second {
 		t.Errorf("RetryAfter: got %v", ce.RetryAfter)
 	}
 }

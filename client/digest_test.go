@@ -14,7 +14,7 @@ import (
 func TestClient_Digest(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
-	got, err := e.c.Digest(ctx)
+	got, err := e.op.Digest(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -28,7 +28,7 @@ func TestClient_Digest(t *testing.T) {
 	}
 
 	e.cluster.DigestErr = fmt.Errorf("read index: %w", cluster.ErrNoLeader)
-	_, err = e.c.Digest(ctx)
+	_, err = e.op.Digest(ctx)
 	if ce := apiErr(t, err, 503, wire.CodeUnavailable); ce.RetryAfter == 0 {
 		t.Error("no leader: no RetryAfter")
 	}

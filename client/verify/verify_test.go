@@ -225,6 +225,7 @@ func (z *zoneServer) Digests(ctx context.Context) (cluster.DigestReport, error) 
 
 func (z *zoneServer) URL() string { return z.srv.URL }
 
+// token is the operator's: digests are the operator's to read.
 const token = "verify-test-token"
 
 func newZoneServer(t *testing.T, zone, node string, keys ...fsm.KeyDigest) *zoneServer {
@@ -232,7 +233,7 @@ func newZoneServer(t *testing.T, zone, node string, keys ...fsm.KeyDigest) *zone
 	z := &zoneServer{Cluster: apitest.NewCluster()}
 	z.DigestResult = cluster.DigestReport{Zone: zone, Node: node, ChangeSeq: 7, Keys: keys}
 	h, err := api.NewRouter(api.Config{
-		Keys: apitest.NewKeys(), Cluster: z, RootToken: token,
+		Keys: apitest.NewKeys(), Cluster: z, Tenants: apitest.NewTenants(), OperatorToken: token,
 		Logger: hclog.NewNullLogger(),
 	})
 	if err != nil {

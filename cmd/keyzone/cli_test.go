@@ -18,14 +18,21 @@ import (
 	"github.com/keyzone/keyzone/api"
 	"github.com/keyzone/keyzone/api/apitest"
 	"github.com/keyzone/keyzone/api/wire"
+	"github.com/keyzone/keyzone/fsm"
 	"github.com/keyzone/keyzone/keys"
 )
 
-const cliTestToken = "cli-test-token"
+// cliTestToken is an org-admin token of the fake's organization
+// "default"; cliOperatorToken the cluster operator's.
+const (
+	cliTestToken     = "cli-test-token"
+	cliOperatorToken = "cli-test-operator-token"
+)
 
 type cliTestEnv struct {
 	keys    *apitest.Keys
 	cluster *apitest.Cluster
+	tenants *apitest.Tenants
 	url     string
 	env     map[string]string
 }
@@ -39,9 +46,10 @@ func (w cliLogWriter) Write(p []byte) (int, error) {
 
 func newCLITestEnv(t *testing.T) *cliTestEnv {
 	t.Helper()
-	e := &cliTestEnv{keys: apitest.NewKeys(), cluster: apitest.NewCluster()}
+	e := &cliTestEnv{keys: apitest.NewKeys(), cluster: apitest.NewCluster(), tenants: apitest.NewTenants()}
+	e.tenants.AddToken(cliTestToken, fsm.DefaultOrganization, fsm.RoleOrgAdmin)
 	h, err := api.NewRouter(api.Config{
-		Keys: e.keys, Cluster: e.cluster, RootToken: cliTestToken,
+		Keys: e.keys, Cluster: e.cluster, Tenants: e.tenants, OperatorToken: cliOperatorToken,
 		Logger: hclog.New(&hclog.LoggerOptions{Level: hclog.Debug, Output: cliLogWriter{t}}),
 	})
 	if err != nil {
@@ -50,7 +58,7 @@ func newCLITestEnv(t *testing.T) *cliTestEnv {
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	e.url = srv.URL
-	e.env = map[string]string{"KEYZONE_ADDR": srv.URL, "KEYZONE_TOKEN": cliTestToken}
+	e.env = map[string]string{"KEYZONE_ADDR": srv.URL, "KEYZONE_TOKEN": cliTestToken, "KEYZONE_OPERATOR_TOKEN": cliOperatorToken}
 	return e
 }
 

@@ -50,7 +50,7 @@ func newVerifyEnv(t *testing.T) *verifyEnv {
 	serve := func(zone string, keys ...fsm.KeyDigest) (*laggingCluster, *httptest.Server) {
 		c := &laggingCluster{Cluster: apitest.NewCluster()}
 		c.DigestResult = cluster.DigestReport{Zone: zone, Node: zone + "-node1", ChangeSeq: 3, Keys: keys}
-		h, err := api.NewRouter(api.Config{Keys: apitest.NewKeys(), Cluster: c, RootToken: cliTestToken, Logger: hclog.NewNullLogger()})
+		h, err := api.NewRouter(api.Config{Keys: apitest.NewKeys(), Cluster: c, Tenants: apitest.NewTenants(), OperatorToken: cliOperatorToken, Logger: hclog.NewNullLogger()})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -172,8 +172,8 @@ func TestCLI_Verify_BadFlags(t *testing.T) {
 			t.Errorf("%v: got nil error", args)
 		}
 	}
-	e.env["KEYZONE_TOKEN"] = ""
-	if _, err := e.run(t, nil, "cluster", "verify"); err == nil || !strings.Contains(err.Error(), "KEYZONE_TOKEN") {
+	e.env["KEYZONE_TOKEN"], e.env["KEYZONE_OPERATOR_TOKEN"] = "", ""
+	if _, err := e.run(t, nil, "cluster", "verify"); err == nil || !strings.Contains(err.Error(), "KEYZONE_OPERATOR_TOKEN or KEYZONE_TOKEN") {
 		t.Errorf("no token: got %v", err)
 	}
 }

@@ -1,0 +1,125 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/keyzone/keyzone/client"
+	"github.com/keyzone/keyzone/test/clustertest"
+)
+
+// readEnvFile returns the KEY=value lines of an env file as a map.
+func readEnvFile(t *testing.T, path string) (map[string]string, []string) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{}
+	var names []string
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		k, v, ok := strings.Cut(sc.Text(), "=")
+		if !ok {
+			t.Fatalf("env file line %q", sc.Text())
+		}
+		env[k] = v
+		names = append(names, k)
+	}
+	return env, names
+}
+
+// TestDev_DemoOrganization runs `keyzone dev` in-process with two zones of
+// one node: the env file names the demo organization's org-admin and
+// crypto-user tokens and the operator token, each accepted by every
+// zone, and every node writes its audit log.
+func TestDev_DemoOrganization(t *testing.T) {
+	dir := t.TempDir()
+	envFile := filepath.Join(dir, ".dev", "env")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- runDev(ctx, devFlags{zones: 2, nodes: 1, apiPort: 0, envFile: envFile, dataDir: filepath.Join(dir, "data"), logLevel: "error"})
+	}()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			t.Error("dev did not stop within 30s")
+		}
+	})
+	clustertest.WaitFor(t, 90*time.Second, "dev to write its env file", func() bool {
+		select {
+		case err := <-done:
+			t.Fatalf("dev stopped: %v", err)
+		default:
+		}
+		_, err := os.Stat(envFile)
+		return err == nil
+	})
+	env, names := readEnvFile(t, envFile)
+	want := []string{"KEYZONE_ADDR", "KEYZONE_TOKEN", "KEYZONE_OPERATOR_TOKEN", "KEYZONE_CRYPTO_TOKEN", "KEYZONE_AUDIT_DIR",
+		"KEYZONE_ADDR_ZONE_A", "KEYZONE_ADDR_ZONE_B", "KEYZONE_ROOT_KEY_FILE", "KEYZONE_HOME_ZONE", "KEYZONE_JOIN_ZONE_A", "KEYZONE_JOIN_ZONE_B"}
+	if strings.Join(names, " ") != strings.Join(want, " ") {
+		t.Fatalf("env file names %q, want %q", names, want)
+	}
+	if env["KEYZONE_HOME_ZONE"] != "zone-a" {
+		t.Errorf("KEYZONE_HOME_ZONE=%s, want zone-a", env["KEYZONE_HOME_ZONE"])
+	}
+
+	rctx, rcancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer rcancel()
+	var demoOrg string
+	for _, zone := range []string{"KEYZONE_ADDR_ZONE_A", "KEYZONE_ADDR_ZONE_B"} {
+		for name, role := range map[string]string{"KEYZONE_TOKEN": "org-admin", "KEYZONE_CRYPTO_TOKEN": "crypto-user", "KEYZONE_OPERATOR_TOKEN": ""} {
+			c, err := client.New(env[zone], env[name])
+			if err != nil {
+				t.Fatal(err)
+			}
+			me, err := c.WhoAmI(rctx)
+			if err != nil {
+				t.Fatalf("%s in %s: %v", name, zone, err)
+			}
+			if me.Role != role && !(role == "" && me.Operator) {
+				t.Errorf("%s in %s: whoami %+v, want role %q", name, zone, me, role)
+			}
+			if role != "" {
+				if demoOrg == "" {
+					demoOrg = me.Organization
+				}
+				if me.Organization != demoOrg {
+					t.Errorf("%s in %s: organization %s, want the demo's %s", name, zone, me.Organization, demoOrg)
+				}
+			}
+		}
+	}
+	op, err := client.New(env["KEYZONE_ADDR"], env["KEYZONE_OPERATOR_TOKEN"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if org, err := op.GetOrganization(rctx, devDemoOrg); err != nil || org.ID != demoOrg || org.HomeZone != "zone-a" {
+		t.Errorf("organization %s: got %+v, %v; want id %s in zone-a", devDemoOrg, org, err, demoOrg)
+	}
+	for _, node := range []string{"a1", "b1"} {
+		b, err := os.ReadFile(filepath.Join(env["KEYZONE_AUDIT_DIR"], node+".log"))
+		if err != nil || !bytes.Contains(b, []byte(`"operation":"whoami"`)) {
+			t.Errorf("audit log of %s: %v, %d bytes without a whoami", node, err, len(b))
+		}
+	}
+
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("dev: %v", err)
+	}
+	done <- nil // for the clean-up
+	if _, err := os.Stat(envFile); !os.IsNotExist(err) {
+		t.Errorf("env file left behind: %v", err)
+	}
+}

@@ -1,7 +1,9 @@
 #!/bin/sh
 # wait-healthy.sh TIMEOUT_SECONDS CONTAINER_ID...
-# Waits until every container reports healthy; on timeout or when one has
-# stopped, prints each container's state and fails.
+# Waits until every container reports healthy, and every one-shot container
+# (one without a healthcheck, as compose's `demo`) has exited with 0; on
+# timeout, when a container with a healthcheck has stopped or a one-shot one
+# failed, prints each container's state and fails.
 set -eu
 timeout=$1; shift
 [ $# -gt 0 ] || { echo "wait-healthy: no containers (is the project up?)" >&2; exit 1; }
@@ -9,10 +11,11 @@ deadline=$(( $(date +%s) + timeout ))
 while :; do
 	pending=0
 	for id in "$@"; do
-		st=$(docker inspect -f '{{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}}' "$id")
+		st=$(docker inspect -f '{{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}} {{.State.ExitCode}}' "$id")
 		case $st in
-		"running healthy") ;;
-		running*) pending=1 ;;
+		"running healthy "*) ;;
+		"exited none 0") ;;
+		running*|"created none "*) pending=1 ;;
 		*) echo "wait-healthy: container $(docker inspect -f '{{.Name}}' "$id") is $st" >&2; exit 1 ;;
 		esac
 	done

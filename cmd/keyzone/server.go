@@ -108,7 +108,7 @@ the deployment) and replicated to every zone.`,
 	fl.Uint64Var(&f.snapshotThreshold, "snapshot-threshold", c.SnapshotThreshold, "log entries between Raft snapshots")
 	fl.DurationVar(&f.snapshotInterval, "snapshot-interval", c.SnapshotInterval, "how often Raft checks whether to snapshot")
 	fl.Uint64Var(&f.trailingLogs, "trailing-logs", c.TrailingLogs, "log entries kept after a snapshot")
-	fl.StringVar(&f.auditLog, "audit-log", "", `append one JSON line per admin call to this file, or "-" for stdout (default: the node's log, as logger "audit")`)
+	fl.StringVar(&f.auditLog, "audit-log", "", `append one JSON line per request to this file, or "-" for stdout (default: the node's log, as logger "audit")`)
 	fl.DurationVar(&f.replicationLagThreshold, "replication-lag-threshold", c.ReplicationLagThreshold,
 		"GET /v1/health says degraded when a remote zone has not acknowledged a change of this zone for longer")
 	return cmd

@@ -246,14 +246,14 @@ func runBenchScale(ctx context.Context, out, progress io.Writer, f scaleFlags) e
 	} else {
 		defer os.RemoveAll(dir)
 	}
-	token, err := bench.NewToken()
+	operator, err := bench.NewToken()
 	if err != nil {
 		return err
 	}
 	// The nodes snapshot as in production (every SnapshotThreshold
 	// entries, checked every SnapshotInterval): what a snapshot of a
 	// large state costs while writes go on is part of the measure.
-	zone, err := bench.StartZone(bench.ZoneOptions{Binary: bin, Dir: dir, Token: token, ExtraArgs: []string{
+	zone, err := bench.StartZone(bench.ZoneOptions{Binary: bin, Dir: dir, Token: operator, ExtraArgs: []string{
 		"--snapshot-threshold", strconv.Itoa(scaleSnapshotThreshold),
 	}})
 	if err != nil {
@@ -261,6 +261,12 @@ func runBenchScale(ctx context.Context, out, progress io.Writer, f scaleFlags) e
 	}
 	defer zone.Stop()
 	leader, err := zone.WaitReady(ctx, 90*time.Second)
+	if err != nil {
+		return err
+	}
+	// The keys belong to an organization without quota or rate limit:
+	// the operator token uses no organization's keys.
+	token, err := zone.Organization(ctx, leader.URL)
 	if err != nil {
 		return err
 	}

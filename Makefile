@@ -73,22 +73,22 @@ image: build ## build bin/keyzone (static) and the FROM-scratch image (IMAGE=key
 up: image ## start three zones of three nodes in docker, wait healthy, write .e2e/env
 	@mkdir -p $(E2E_DIR) && chmod 700 $(E2E_DIR)
 	@[ -s $(E2E_DIR)/rek.b64 ] || (umask 077 && head -c32 /dev/urandom | base64 > $(E2E_DIR)/rek.b64 && echo "new root key in $(E2E_DIR)/rek.b64")
-	@[ -s $(E2E_DIR)/token ] || (umask 077 && head -c24 /dev/urandom | base64 | tr '+/' '-_' > $(E2E_DIR)/token && echo "new root token in $(E2E_DIR)/token")
+	@[ -s $(E2E_DIR)/token ] || (umask 077 && head -c24 /dev/urandom | base64 | tr '+/' '-_' > $(E2E_DIR)/token && echo "new operator token in $(E2E_DIR)/token")
 	$(KZ_COMPOSE) up -d
 	@echo "waiting for the nine nodes to be healthy..."
 	@deploy/wait-healthy.sh 180 $$($(KZ_COMPOSE) ps -q)
 	@umask 077 && { \
 	  echo "KEYZONE_ADDR=http://127.0.0.1:$(KZ_PORT)00"; \
-	  echo "KEYZONE_TOKEN=$$(cat $(E2E_DIR)/token)"; \
 	  echo "KEYZONE_ADDR_ZONE_A=http://127.0.0.1:$(KZ_PORT)00"; \
 	  echo "KEYZONE_ADDR_ZONE_B=http://127.0.0.1:$(KZ_PORT)10"; \
 	  echo "KEYZONE_ADDR_ZONE_C=http://127.0.0.1:$(KZ_PORT)20"; \
 	} > $(E2E_DIR)/env
+	@umask 077 && deploy/demo-env.sh $(E2E_DIR) env $(KZ_COMPOSE) >> $(E2E_DIR)/env
 	@echo "every node is healthy:"
 	@echo "  zone-a  http://127.0.0.1:$(KZ_PORT)00  (a1; a2, a3 on $(KZ_PORT)01, $(KZ_PORT)02)"
 	@echo "  zone-b  http://127.0.0.1:$(KZ_PORT)10  (b1; b2, b3 on $(KZ_PORT)11, $(KZ_PORT)12)"
 	@echo "  zone-c  http://127.0.0.1:$(KZ_PORT)20  (c1; c2, c3 on $(KZ_PORT)21, $(KZ_PORT)22)"
-	@echo "  token   $$(cat $(E2E_DIR)/token)"
+	@echo "  tokens  in $(E2E_DIR)/env: KEYZONE_OPERATOR_TOKEN (the cluster operator), KEYZONE_TOKEN and KEYZONE_CRYPTO_TOKEN (organization demo)"
 	@echo "set -a; . ./$(E2E_DIR)/env; set +a   # then ./bin/keyzone zone status"
 
 down: ## stop the docker environment and remove its containers, networks and volumes

@@ -38,7 +38,7 @@ type serverFlags struct {
 	minRotation                                time.Duration
 	snapshotThreshold, trailingLogs            uint64
 	snapshotInterval                           time.Duration
-	auditLog                                   string
+	auditLog                                   []string
 	replicationLagThreshold                    time.Duration
 	allowRawImport                             bool
 	importTokenTTL                             time.Duration
@@ -108,7 +108,7 @@ the deployment) and replicated to every zone.`,
 	fl.Uint64Var(&f.snapshotThreshold, "snapshot-threshold", c.SnapshotThreshold, "log entries between Raft snapshots")
 	fl.DurationVar(&f.snapshotInterval, "snapshot-interval", c.SnapshotInterval, "how often Raft checks whether to snapshot")
 	fl.Uint64Var(&f.trailingLogs, "trailing-logs", c.TrailingLogs, "log entries kept after a snapshot")
-	fl.StringVar(&f.auditLog, "audit-log", "", `append one JSON line per request to this file, or "-" for stdout (default: the node's log, as logger "audit")`)
+	fl.StringSliceVar(&f.auditLog, "audit-log", nil, `append one JSON line per request to this file, or "-" for stdout; repeat (or comma-separate) for several: a record counts as written when one takes it (default: the node's log, as logger "audit")`)
 	fl.DurationVar(&f.replicationLagThreshold, "replication-lag-threshold", c.ReplicationLagThreshold,
 		"GET /v1/health says degraded when a remote zone has not acknowledged a change of this zone for longer")
 	return cmd
@@ -140,13 +140,20 @@ func runServer(ctx context.Context, f serverFlags) error {
 		return fmt.Errorf("--replication-lag-threshold %s: want a positive duration", f.replicationLagThreshold)
 	}
 	var sink audit.Sink
-	if f.auditLog != "" {
-		js, err := audit.Open(f.auditLog)
-		if err != nil {
-			return err
+	if len(f.auditLog) > 0 {
+		var sinks audit.Multi
+		for _, path := range f.auditLog {
+			js, err := audit.Open(path)
+			if err != nil {
+				return err
+			}
+			defer js.Close()
+			sinks = append(sinks, js)
 		}
-		defer js.Close()
-		sink = js
+		sink = sinks
+		if len(sinks) == 1 {
+			sink = sinks[0]
+		}
 	}
 	cfg := server.Config{
 		Cluster: cluster.Config{

@@ -15,7 +15,7 @@ import (
 
 func TestAPI_ClusterDigest(t *testing.T) {
 	e := newEnv(t)
-	rec := e.do(t, "GET", "/v1/cluster/digest", "")
+	rec := e.asOperator(t, "GET", "/v1/cluster/digest", "")
 	if rec.Code != http.StatusOK {
 		t.Fatalf("status: got %d %s, want 200", rec.Code, rec.Body)
 	}
@@ -54,12 +54,12 @@ func equalDigest(a, b wire.KeyDigest) bool {
 func TestAPI_ClusterDigest_Empty(t *testing.T) {
 	e := newEnv(t)
 	e.cluster.DigestResult = cluster.DigestReport{Zone: "zone-a", Node: "node-1"}
-	rec := e.do(t, "GET", "/v1/cluster/digest", "")
+	rec := e.asOperator(t, "GET", "/v1/cluster/digest", "")
 	if got := string(fields(t, rec.Body.Bytes())["keys"]); got != "[]" {
 		t.Errorf("no keys: got %s, want []", got)
 	}
 	e.cluster.DigestResult.Keys = []fsm.KeyDigest{{KeyID: "k", PrimaryZone: "zone-b", Digest: "d"}}
-	rec = e.do(t, "GET", "/v1/cluster/digest", "")
+	rec = e.asOperator(t, "GET", "/v1/cluster/digest", "")
 	var raw struct {
 		Keys []map[string]json.RawMessage `json:"keys"`
 	}
@@ -75,11 +75,16 @@ func TestAPI_ClusterDigest_Errors(t *testing.T) {
 	e := newEnv(t)
 	apiError(t, e.do(t, "GET", "/v1/cluster/digest", "", "Authorization", ""), http.StatusUnauthorized)
 	apiError(t, e.do(t, "GET", "/v1/cluster/digest", "", "Authorization", "Bearer wrong"), http.StatusUnauthorized)
-	apiError(t, e.do(t, "POST", "/v1/cluster/digest", "{}"), http.StatusMethodNotAllowed)
+	apiError(t, e.asOperator(t, "POST", "/v1/cluster/digest", "{}"), http.StatusMethodNotAllowed)
+	// The digest is the operator's: an organization's token, even an
+	// org-admin's, is refused.
+	if b := apiError(t, e.do(t, "GET", "/v1/cluster/digest", ""), http.StatusForbidden); b.Code != wire.CodeForbidden {
+		t.Errorf("org-admin: got %+v, want %s", b, wire.CodeForbidden)
+	}
 
 	// A zone without a leader can't answer a consistent read: retryable.
 	e.cluster.DigestErr = fmt.Errorf("read index: %w", cluster.ErrNoLeader)
-	rec := e.do(t, "GET", "/v1/cluster/digest", "")
+	rec := e.asOperator(t, "GET", "/v1/cluster/digest", "")
 	if body := apiError(t, rec, http.StatusServiceUnavailable); body.Code != wire.CodeUnavailable {
 		t.Errorf("no leader: code %q, want %q", body.Code, wire.CodeUnavailable)
 	}

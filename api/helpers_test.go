@@ -116,6 +116,12 @@ func (e *testEnv) do(t *testing.T, method, path, body string, headers ...string)
 	return rec
 }
 
+// asOperator sends a request with the cluster operator's token.
+func (e *testEnv) asOperator(t *testing.T, method, path, body string, headers ...string) *httptest.ResponseRecorder {
+	t.Helper()
+	return e.do(t, method, path, body, append([]string{"Authorization", "Bearer " + operatorToken}, headers...)...)
+}
+
 // createKey creates a key through the API and returns it.
 func (e *testEnv) createKey(t *testing.T, name string) wire.Key {
 	t.Helper()

@@ -28,7 +28,7 @@ func TestRemovedNode_ServesNoKeys(t *testing.T) {
 		}
 	}
 	for _, path := range []string{"/v1/health/live", "/v1/cluster/peers"} {
-		if rec := e.do(t, http.MethodGet, path, ""); rec.Code != http.StatusOK {
+		if rec := e.asOperator(t, http.MethodGet, path, ""); rec.Code != http.StatusOK {
 			t.Errorf("GET %s on a removed node: %d", path, rec.Code)
 		}
 	}

@@ -118,7 +118,7 @@ type Config struct {
 	OrgRateLimit float64
 	OrgRateBurst int
 	// Internal, when set, serves /v1/internal/* (node-to-node forwarding).
-	// It is not behind the root token: it must check the nodes' peer
+	// It is not behind the API's tokens: it must check the nodes' peer
 	// token itself. It sees the full request path, e.g.
 	// /v1/internal/propose, and reads the body without the API's limit.
 	Internal http.Handler
@@ -144,8 +144,9 @@ type Config struct {
 	// Registerer, when set, receives the request metrics (counts and
 	// latencies per route pattern and status), for Metrics to serve.
 	Registerer prometheus.Registerer
-	// Audit receives one event per admin call; nil logs them to Logger
-	// under the name "audit".
+	// Audit receives one event per request of every route but health and
+	// metrics; nil logs them to Logger under the name "audit". When it is
+	// an audit.HealthReporter, changes are refused while it is unhealthy.
 	Audit audit.Sink
 }
 

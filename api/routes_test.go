@@ -406,10 +406,10 @@ func TestAPI_Internal(t *testing.T) {
 	if rec := e.do(t, "POST", "/v1/internal/propose", "{}"); rec.Code != http.StatusTeapot || gotPath != "/v1/internal/propose" {
 		t.Errorf("got %d at %q, want 418 at /v1/internal/propose", rec.Code, gotPath)
 	}
-	// The API's root token is not checked here: the internal handler
-	// checks the nodes' own peer token.
+	// The API's tokens are not checked here: the internal handler checks
+	// the nodes' own peer token.
 	if rec := e.do(t, "GET", "/v1/internal/read-index", "", "Authorization", "Bearer wrong"); rec.Code != http.StatusTeapot {
-		t.Errorf("internal route behind the root token: got %d, want the handler's 418", rec.Code)
+		t.Errorf("internal route behind the API's tokens: got %d, want the handler's 418", rec.Code)
 	}
 
 	e = newEnv(t)

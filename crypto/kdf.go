@@ -20,7 +20,9 @@ const (
 	labelVersion = "keyzone/v1/version"
 	labelMessage = "keyzone/v1/message"
 	labelWrap    = "keyzone/v1/wrap"
-	labelREKID   = "keyzone/v1/rek-id"
+	// labelWrapImport wraps the private key of a key's import parameters.
+	labelWrapImport = "keyzone/v1/wrap-import-key"
+	labelREKID      = "keyzone/v1/rek-id"
 )
 
 // hkdfSHA256 is the package's single HKDF call path (RFC 5869 with

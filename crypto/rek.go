@@ -112,7 +112,34 @@ func (r *REK) Wrap(rnd io.Reader, id KeyID, version uint32, material []byte) ([]
 	if _, err := io.ReadFull(randOrDefault(rnd), out); err != nil {
 		return nil, fmt.Errorf("crypto: wrap: %w", err)
 	}
-	return r.aead.Seal(out, out[:NonceSize], material, r.wrapAD(id, version)), nil
+	return r.aead.Seal(out, out[:NonceSize], material, r.wrapAD(labelWrap, id, version)), nil
+}
+
+// WrapImportKey seals the 32-byte seed of a key's import private key (BYOK)
+// under the REK, like Wrap but under its own label, so that a wrapped
+// import key and wrapped version material can never be taken for each
+// other.
+func (r *REK) WrapImportKey(rnd io.Reader, id KeyID, seed []byte) ([]byte, error) {
+	if len(seed) != MaterialSize {
+		return nil, ErrMaterialSize
+	}
+	out := make([]byte, NonceSize, wrappedSize)
+	if _, err := io.ReadFull(randOrDefault(rnd), out); err != nil {
+		return nil, fmt.Errorf("crypto: wrap: %w", err)
+	}
+	return r.aead.Seal(out, out[:NonceSize], seed, r.wrapAD(labelWrapImport, id, 0)), nil
+}
+
+// UnwrapImportKey reverses WrapImportKey; every failure is ErrUnwrap.
+func (r *REK) UnwrapImportKey(id KeyID, wrapped []byte) ([]byte, error) {
+	if len(wrapped) != wrappedSize {
+		return nil, ErrUnwrap
+	}
+	m, err := r.aead.Open(nil, wrapped[:NonceSize], wrapped[NonceSize:], r.wrapAD(labelWrapImport, id, 0))
+	if err != nil {
+		return nil, ErrUnwrap
+	}
+	return m, nil
 }
 
 // Unwrap reverses Wrap for the same key id and version. Every failure
@@ -122,7 +149,7 @@ func (r *REK) Unwrap(id KeyID, version uint32, wrapped []byte) ([]byte, error) {
 	if len(wrapped) != wrappedSize || version == 0 {
 		return nil, ErrUnwrap
 	}
-	m, err := r.aead.Open(nil, wrapped[:NonceSize], wrapped[NonceSize:], r.wrapAD(id, version))
+	m, err := r.aead.Open(nil, wrapped[:NonceSize], wrapped[NonceSize:], r.wrapAD(labelWrap, id, version))
 	if err != nil {
 		return nil, ErrUnwrap
 	}
@@ -130,9 +157,9 @@ func (r *REK) Unwrap(id KeyID, version uint32, wrapped []byte) ([]byte, error) {
 }
 
 // wrapAD is the GCM additional data of a wrap.
-func (r *REK) wrapAD(id KeyID, version uint32) []byte {
-	ad := make([]byte, 0, len(labelWrap)+KeyIDSize+4+len(r.id))
-	ad = append(ad, labelWrap...)
+func (r *REK) wrapAD(label string, id KeyID, version uint32) []byte {
+	ad := make([]byte, 0, len(label)+KeyIDSize+4+len(r.id))
+	ad = append(ad, label...)
 	ad = append(ad, id[:]...)
 	ad = binary.BigEndian.AppendUint32(ad, version)
 	return append(ad, r.id...)

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"testing"
 )
@@ -253,5 +254,42 @@ func TestREK_PeerToken(t *testing.T) {
 	}
 	if a.PeerToken() == a.ID() || strings.Contains(a.PeerToken(), a.ID()) {
 		t.Error("the peer token is related to the public REK id")
+	}
+}
+
+// TestREK_ImportKeyDomain: a wrapped import private key and wrapped
+// version material are sealed under different labels, so neither unwraps
+// as the other, whatever version number is tried.
+func TestREK_ImportKeyDomain(t *testing.T) {
+	rek, _ := testREK(t, 0x11)
+	var id KeyID
+	id[0] = 7
+	seed := bytes.Repeat([]byte{0x5a}, MaterialSize)
+	wrapped, err := rek.WrapImportKey(nil, id, seed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := rek.UnwrapImportKey(id, wrapped)
+	if err != nil || !bytes.Equal(got, seed) {
+		t.Fatalf("round trip: %v", err)
+	}
+	for _, v := range []uint32{1, 2, math.MaxUint32} {
+		if _, err := rek.Unwrap(id, v, wrapped); !errors.Is(err, ErrUnwrap) {
+			t.Errorf("import key unwrapped as version %d: %v", v, err)
+		}
+	}
+	material, err := rek.Wrap(nil, id, 1, seed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rek.UnwrapImportKey(id, material); !errors.Is(err, ErrUnwrap) {
+		t.Errorf("version material unwrapped as an import key: %v", err)
+	}
+	var other KeyID
+	if _, err := rek.UnwrapImportKey(other, wrapped); !errors.Is(err, ErrUnwrap) {
+		t.Errorf("import key of another key id: %v", err)
+	}
+	if _, err := rek.WrapImportKey(nil, id, seed[:16]); !errors.Is(err, ErrMaterialSize) {
+		t.Errorf("short seed: %v", err)
 	}
 }

@@ -13,7 +13,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"strings"
 	"time"
 
@@ -39,13 +38,6 @@ const (
 // DefaultImportTokenTTL is how long import parameters stay usable when
 // Config.ImportTokenTTL is 0.
 const DefaultImportTokenTTL = 24 * time.Hour
-
-// importWrapVersion is the version number under which an import private
-// key is wrapped under the REK (the REK binds key id and version in its
-// additional data). Versions count up from 1 one rotation at a time, so
-// none ever reaches it, and a wrapped private key can never be taken for
-// version material or the other way round.
-const importWrapVersion = math.MaxUint32
 
 // importTokenPrefix starts every import token, so that one pasted in the
 // wrong place is recognisable (and scanners can find leaked ones).
@@ -155,7 +147,7 @@ func (s *Service) ImportParameters(ctx context.Context, r KeyRef) (ImportParamet
 	if err != nil {
 		return ImportParameters{}, fmt.Errorf("import key pair: %w", err)
 	}
-	wrapped, err := s.rek.Wrap(s.cfg.Rand, kid, importWrapVersion, seed)
+	wrapped, err := s.rek.WrapImportKey(s.cfg.Rand, kid, seed)
 	if err != nil {
 		return ImportParameters{}, fmt.Errorf("wrap import key: %w", err)
 	}
@@ -272,7 +264,7 @@ func (s *Service) openMaterial(kid kzcrypto.KeyID, p ImportMaterialParams) ([]by
 	case params.RekID != s.rek.ID():
 		return nil, "", fmt.Errorf("import parameters wrapped under root key %s, this node holds %s", params.RekID, s.rek.ID())
 	}
-	seed, err := s.rek.Unwrap(kid, importWrapVersion, params.WrappedPrivateKey)
+	seed, err := s.rek.UnwrapImportKey(kid, params.WrappedPrivateKey)
 	if err != nil {
 		return nil, "", fmt.Errorf("unwrap import key: %w", err)
 	}

@@ -2,6 +2,7 @@ package test
 
 import (
 	"bufio"
+	"encoding/base64"
 	"encoding/json"
 	"net/http"
 	"os"
@@ -38,11 +39,13 @@ func readAudit(t *testing.T, path string) []map[string]any {
 	return out
 }
 
-// TestAudit_AdminCallsOfARealZone sends admin calls to a follower of a
-// real zone whose nodes write their audit logs to files, and reads the
-// follower's JSON lines back: one per admin call (refused ones too), none
-// for crypto, and never the token.
-func TestAudit_AdminCallsOfARealZone(t *testing.T) {
+// TestAudit_CallsOfARealZone sends calls to a follower of a real zone
+// whose nodes write their audit logs to files, and reads the follower's
+// JSON lines back: one per call, crypto and refused calls too, each
+// naming who called (organization, token id, role; "operator" for the
+// operator's token), the operation and the key and version it used, and
+// never a token secret, a plaintext or a description.
+func TestAudit_CallsOfARealZone(t *testing.T) {
 	dir := t.TempDir()
 	var (
 		mu    sync.Mutex
@@ -65,9 +68,21 @@ func TestAudit_AdminCallsOfARealZone(t *testing.T) {
 		mu.Unlock()
 		c.Audit = s
 	}})
+	tokens := z.Nodes[0].Server().FSM().Tokens(z.Org.ID)
+	if len(tokens) != 1 {
+		t.Fatalf("the test organization has %d tokens, want the harness's one", len(tokens))
+	}
+	adminID := tokens[0].ID
 	f := z.Followers()[0]
+	// What the zone's start wrote (the organization, the harness's token
+	// and its checks) comes before the test's calls.
+	skip := len(readAudit(t, filepath.Join(dir, f.ID+".log")))
 	ctx := testCtx(t, 60*time.Second)
 	cl, err := client.New(f.Addr(), z.Token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	op, err := client.New(f.Addr(), z.OperatorToken)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,10 +93,10 @@ func TestAudit_AdminCallsOfARealZone(t *testing.T) {
 	if _, err := cl.Encrypt(ctx, k.ID, wire.EncryptRequest{Plaintext: []byte("plaintext-not-audited")}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := cl.Peers(ctx); err != nil {
+	if _, err := op.Peers(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if err := cl.RemovePeer(ctx, "no-such-node"); err == nil {
+	if err := op.RemovePeer(ctx, "no-such-node"); err == nil {
 		t.Fatal("remove an unknown peer: want an error")
 	}
 	// A rotation with the caller's request id, then a wrong token.
@@ -109,13 +124,19 @@ func TestAudit_AdminCallsOfARealZone(t *testing.T) {
 		t.Fatalf("wrong token: got %d, X-Request-Id %q", resp.StatusCode, deniedID)
 	}
 
-	lines := readAudit(t, filepath.Join(dir, f.ID+".log"))
-	want := []struct{ method, route, keyID, peerID, outcome string }{
-		{"POST", "/v1/keys", "", "", "success"},
-		{"GET", "/v1/cluster/peers", "", "", "success"},
-		{"DELETE", "/v1/cluster/peers/:id", "", "no-such-node", "refused"},
-		{"POST", "/v1/keys/:id/rotate", k.ID, "", "success"},
-		{"GET", "/v1/cluster/status", "", "", "denied"},
+	lines := readAudit(t, filepath.Join(dir, f.ID+".log"))[skip:]
+	org := z.Org.ID
+	want := []struct {
+		method, route, op, keyID, peerID, outcome string
+		version                                   float64
+		org, tokenID, role                        string
+	}{
+		{"POST", "/v1/keys", "create-key", k.ID, "", "success", 1, org, adminID, "org-admin"},
+		{"POST", "/v1/keys/:id/encrypt", "encrypt", k.ID, "", "success", 1, org, adminID, "org-admin"},
+		{"GET", "/v1/cluster/peers", "list-peers", "", "", "success", 0, "", "", "operator"},
+		{"DELETE", "/v1/cluster/peers/:id", "remove-peer", "", "no-such-node", "refused", 0, "", "", "operator"},
+		{"POST", "/v1/keys/:id/rotate", "rotate-key", k.ID, "", "success", 2, org, adminID, "org-admin"},
+		{"GET", "/v1/cluster/status", "cluster-status", "", "", "denied", 0, "", "", ""},
 	}
 	if len(lines) != len(want) {
 		t.Fatalf("got %d audit lines, want %d: %v", len(lines), len(want), lines)
@@ -123,9 +144,13 @@ func TestAudit_AdminCallsOfARealZone(t *testing.T) {
 	for i, w := range want {
 		l := lines[i]
 		str := func(k string) string { s, _ := l[k].(string); return s }
-		if str("method") != w.method || str("route") != w.route || str("key_id") != w.keyID || str("peer_id") != w.peerID ||
-			str("outcome") != w.outcome {
+		ver, _ := l["key_version"].(float64)
+		if str("method") != w.method || str("route") != w.route || str("operation") != w.op || str("key_id") != w.keyID ||
+			str("peer_id") != w.peerID || str("outcome") != w.outcome || ver != w.version {
 			t.Errorf("line %d: got %v, want %+v", i, l, w)
+		}
+		if str("organization") != w.org || str("token_id") != w.tokenID || str("role") != w.role {
+			t.Errorf("line %d: caller %q %q %q, want %q %q %q", i, str("organization"), str("token_id"), str("role"), w.org, w.tokenID, w.role)
 		}
 		if str("node") != f.ID || str("zone") != "audit-a" || str("source") != "127.0.0.1" || str("request_id") == "" {
 			t.Errorf("line %d: context: %v", i, l)
@@ -137,18 +162,19 @@ func TestAudit_AdminCallsOfARealZone(t *testing.T) {
 			t.Errorf("line %d: duration_ms %v", i, l["duration_ms"])
 		}
 	}
-	if lines[3]["request_id"] != "ops-ticket-42" || lines[4]["request_id"] != deniedID {
-		t.Errorf("request ids: got %v and %v", lines[3]["request_id"], lines[4]["request_id"])
+	if lines[4]["request_id"] != "ops-ticket-42" || lines[5]["request_id"] != deniedID {
+		t.Errorf("request ids: got %v and %v", lines[4]["request_id"], lines[5]["request_id"])
 	}
-	if lines[4]["status"] != 401.0 || lines[4]["code"] != "unauthorized" {
-		t.Errorf("denied call: got %v", lines[4])
+	if lines[5]["status"] != 401.0 || lines[5]["code"] != "unauthorized" {
+		t.Errorf("denied call: got %v", lines[5])
 	}
 	for _, n := range z.Nodes {
 		b, err := os.ReadFile(filepath.Join(dir, n.ID+".log"))
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, secret := range []string{z.Token, "wrong-token", "not for the audit log", "plaintext-not-audited"} {
+		for _, secret := range []string{z.Token, z.OperatorToken, "wrong-token", "not for the audit log", "plaintext-not-audited",
+			base64.StdEncoding.EncodeToString([]byte("plaintext-not-audited"))} {
 			if strings.Contains(string(b), secret) {
 				t.Errorf("%s's audit log holds %q", n.ID, secret)
 			}

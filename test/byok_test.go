@@ -286,7 +286,7 @@ func TestBYOK_RawImport(t *testing.T) {
 	wantAPIError(t, err, 403, wire.CodeRawImportRefused)
 
 	svc := c.Nodes[0].Server().Keys()
-	ref := keys.KeyRef{Organization: org, KeyID: k.ID}
+	ref := keys.KeyRef{Organization: c.Org.ID, KeyID: k.ID}
 	got, err := svc.ImportKeyMaterial(ctx, keys.ImportMaterialParams{KeyRef: ref, Raw: material, OverTLS: true})
 	if err != nil {
 		t.Fatalf("raw import over TLS: %v", err)

@@ -16,13 +16,10 @@ import (
 
 	"github.com/keyzone/keyzone/cluster"
 	kzcrypto "github.com/keyzone/keyzone/crypto"
-	"github.com/keyzone/keyzone/fsm"
 	"github.com/keyzone/keyzone/keys"
 	"github.com/keyzone/keyzone/server"
 	"github.com/keyzone/keyzone/test/clustertest"
 )
-
-const org = fsm.DefaultOrganization
 
 func testCtx(t *testing.T, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
@@ -36,6 +33,7 @@ func testCtx(t *testing.T, d time.Duration) context.Context {
 func TestZone_KillLeaderUnderWrites(t *testing.T) {
 	c := clustertest.New(t, 3, clustertest.Options{})
 	ctx := testCtx(t, 90*time.Second)
+	org := c.Org.ID
 
 	var (
 		mu    sync.Mutex
@@ -118,6 +116,7 @@ func TestZone_KillLeaderUnderWrites(t *testing.T) {
 func TestZone_RestartAllKeepsKeys(t *testing.T) {
 	c := clustertest.New(t, 3, clustertest.Options{SnapshotThreshold: 16, TrailingLogs: 4})
 	ctx := testCtx(t, 90*time.Second)
+	org := c.Org.ID
 	svc := c.Nodes[0].Server().Keys()
 	type sealed struct {
 		plaintext  []byte
@@ -184,10 +183,12 @@ func TestZone_RestartAllKeepsKeys(t *testing.T) {
 
 // TestZone_NoPlaintextMaterialAtRest scans every file of every data dir
 // (BoltDB log, snapshots) for the raw bytes of known version material, in
-// binary, base64 and hex, and finds none.
+// binary, base64 and hex (the organization's default key's too), and for
+// the token secrets, and finds none.
 func TestZone_NoPlaintextMaterialAtRest(t *testing.T) {
 	c := clustertest.New(t, 3, clustertest.Options{SnapshotThreshold: 8, TrailingLogs: 2})
 	ctx := testCtx(t, 60*time.Second)
+	org := c.Org.ID
 	svc := c.Leader().Server().Keys()
 	var needles [][]byte
 	for i := 0; i < 20; i++ {
@@ -206,6 +207,27 @@ func TestZone_NoPlaintextMaterialAtRest(t *testing.T) {
 				t.Fatalf("unwrap: %v", err)
 			}
 			needles = append(needles, m, []byte(base64.StdEncoding.EncodeToString(m)), []byte(hex.EncodeToString(m)))
+		}
+	}
+	// The organization's default key, and the token secrets: the state
+	// holds only their SHA-256.
+	def, ok := c.Leader().Server().FSM().Key(c.Org.DefaultKeyID)
+	if !ok {
+		t.Fatalf("no default key %s", c.Org.DefaultKeyID)
+	}
+	for _, v := range def.Versions {
+		kid, _ := kzcrypto.ParseKeyID(def.ID)
+		m, err := c.REK.Unwrap(kid, v.Number, v.Wrapped)
+		if err != nil {
+			t.Fatalf("unwrap the default key: %v", err)
+		}
+		needles = append(needles, m, []byte(base64.StdEncoding.EncodeToString(m)), []byte(hex.EncodeToString(m)))
+	}
+	for _, secret := range []string{c.Token, c.OperatorToken} {
+		needles = append(needles, []byte(secret))
+		_, rnd, _ := strings.Cut(strings.TrimPrefix(secret, "kzt_"), "_")
+		if rnd != "" {
+			needles = append(needles, []byte(rnd))
 		}
 	}
 	clustertest.WaitFor(t, 20*time.Second, "a snapshot on every node", func() bool {
@@ -231,7 +253,7 @@ func TestZone_NoPlaintextMaterialAtRest(t *testing.T) {
 			scanned++
 			for _, needle := range needles {
 				if bytes.Contains(b, needle) {
-					t.Errorf("%s holds plaintext version material", path)
+					t.Errorf("%s holds plaintext version material or a token secret", path)
 					break
 				}
 			}

@@ -13,7 +13,8 @@ import (
 // and no puller or forwarder ever sends a token to the stranger.
 func TestGossip_StrangerCannotJoin(t *testing.T) {
 	zone := clustertest.New(t, 3, clustertest.Options{})
-	stranger := clustertest.New(t, 1, clustertest.Options{Zone: "zone-x", Token: zone.Token, Join: zone.GossipAddresses()})
+	stranger := clustertest.New(t, 1, clustertest.Options{Zone: "zone-x", Token: zone.OperatorToken,
+		NoOrganization: true, Join: zone.GossipAddresses()})
 	deadline := time.Now().Add(3 * time.Second)
 	for time.Now().Before(deadline) {
 		for _, n := range zone.Nodes {

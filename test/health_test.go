@@ -81,7 +81,7 @@ func TestHealth_StoppedVoterDegradesItsZone(t *testing.T) {
 		t.Logf("%s: %s %q", id, h.Status, h.Reasons)
 	}
 	// The zone still takes writes with two voters of three.
-	if _, err := z.Leader().Server().Keys().CreateKey(testCtx(t, 30*time.Second), keys.CreateParams{Organization: org, Name: "while-degraded"}); err != nil {
+	if _, err := z.Leader().Server().Keys().CreateKey(testCtx(t, 30*time.Second), keys.CreateParams{Organization: z.Org.ID, Name: "while-degraded"}); err != nil {
 		t.Fatalf("write while degraded: %v", err)
 	}
 
@@ -136,6 +136,7 @@ func TestHealth_LaggingZoneDegrades(t *testing.T) {
 	})
 	a, b := zones[0], zones[1]
 	ctx := testCtx(t, 60*time.Second)
+	org := a.Org.ID
 	svc := a.Leader().Server().Keys()
 	k, err := svc.CreateKey(ctx, keys.CreateParams{Organization: org, Name: "lagging", ReplicaZones: []string{"hlag-b"}})
 	if err != nil {

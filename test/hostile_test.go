@@ -580,16 +580,18 @@ func TestHostile_EveryRoute(t *testing.T) {
 	}
 
 	// The internal routes take the nodes' peer token, derived from the
-	// root key: the API's root token does not open them. Hostile input
-	// there is still a 4xx.
+	// root key: neither the operator's token nor an organization's opens
+	// them. Hostile input there is still a 4xx.
 	peer := c.REK.PeerToken()
 	for _, tc := range []struct {
 		hostileCase
 		token string
 	}{
 		{hostileCase{name: "internal, no token", method: "POST", path: "/v1/internal/propose", body: `{}`, auth: "-", status: s401}, peer},
-		{hostileCase{name: "internal, root token", method: "POST", path: "/v1/internal/propose", body: `{}`, status: s401}, c.Token},
-		{hostileCase{name: "internal changes, root token", method: "GET", path: "/v1/internal/changes?after=0&zone=zone-b&wait=0s", status: s401}, c.Token},
+		{hostileCase{name: "internal, operator token", method: "POST", path: "/v1/internal/propose", body: `{}`, status: s401}, c.OperatorToken},
+		{hostileCase{name: "internal, org-admin token", method: "POST", path: "/v1/internal/propose", body: `{}`, status: s401}, c.Token},
+		{hostileCase{name: "internal changes, operator token", method: "GET", path: "/v1/internal/changes?after=0&zone=zone-b&wait=0s", status: s401}, c.OperatorToken},
+		{hostileCase{name: "internal changes, org-admin token", method: "GET", path: "/v1/internal/changes?after=0&zone=zone-b&wait=0s", status: s401}, c.Token},
 		{hostileCase{name: "internal propose {", method: "POST", path: "/v1/internal/propose", body: `{`, status: s400}, peer},
 		{hostileCase{name: "internal changes, bad after", method: "GET", path: "/v1/internal/changes?after=x&zone=zone-b&wait=0s", status: s400}, peer},
 		{hostileCase{name: "internal unknown", method: "GET", path: "/v1/internal/nope", status: s404}, peer},
@@ -616,8 +618,8 @@ func TestHostile_EveryRoute(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(list.Keys) != 4 {
-		t.Errorf("got %d keys after the hostile requests, want the 4 of the test", len(list.Keys))
+	if len(list.Keys) != 5 {
+		t.Errorf("got %d keys after the hostile requests, want the 4 of the test and the default key", len(list.Keys))
 	}
 	dec, err := sdk.Decrypt(ctx, wire.DecryptRequest{Ciphertext: ctA, EncryptionContext: ecA})
 	if err != nil || !bytes.Equal(dec.Plaintext, secret) {

@@ -69,8 +69,8 @@ func TestZone_KeyLifecycleOverHTTP(t *testing.T) {
 	if err != nil {
 		t.Fatalf("create on follower: %v", err)
 	}
-	if k.State != "enabled" || k.CurrentVersion != 1 || k.Organization != "default" || k.PrimaryZone != "zone-a" {
-		t.Fatalf("got key %+v, want enabled version 1 of org default in zone-a", k)
+	if k.State != "enabled" || k.CurrentVersion != 1 || k.Organization != c.Org.ID || k.PrimaryZone != "zone-a" {
+		t.Fatalf("got key %+v, want enabled version 1 of organization %s in zone-a", k, c.Org.ID)
 	}
 	ctxMap := map[string]string{"order": "42"}
 	plaintext := []byte("card 4111 1111 1111 1111")

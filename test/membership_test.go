@@ -8,7 +8,6 @@ import (
 
 	"github.com/hashicorp/raft"
 	"github.com/keyzone/keyzone/cluster"
-	"github.com/keyzone/keyzone/fsm"
 	"github.com/keyzone/keyzone/keys"
 	"github.com/keyzone/keyzone/test/clustertest"
 )
@@ -19,12 +18,25 @@ func membershipCtx(t *testing.T) context.Context {
 	return ctx
 }
 
-// createKeys creates n keys through node and returns their ids.
+// testOrg returns the id of the test organization, as node's state holds
+// it (clustertest creates it in every zone before handing the zone over).
+func testOrg(t *testing.T, node *clustertest.Node) string {
+	t.Helper()
+	o, ok := node.Server().FSM().OrganizationByName(clustertest.TestOrganization)
+	if !ok {
+		t.Fatalf("%s holds no organization %q", node.ID, clustertest.TestOrganization)
+	}
+	return o.ID
+}
+
+// createKeys creates n keys of the test organization through node and
+// returns their ids.
 func createKeys(t *testing.T, ctx context.Context, node *clustertest.Node, n int) []string {
 	t.Helper()
+	org := testOrg(t, node)
 	var ids []string
 	for i := 0; i < n; i++ {
-		k, err := node.Server().Keys().CreateKey(ctx, keys.CreateParams{Organization: fsm.DefaultOrganization, Name: "member"})
+		k, err := node.Server().Keys().CreateKey(ctx, keys.CreateParams{Organization: org, Name: "member"})
 		if err != nil {
 			t.Fatalf("create key %d on %s: %v", i, node.ID, err)
 		}

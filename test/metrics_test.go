@@ -55,9 +55,11 @@ func scrape(t *testing.T, addr string) (text string, families map[string]string,
 // sensible values, and no key id or token anywhere.
 func TestMetrics_RealNode(t *testing.T) {
 	a := clustertest.New(t, 3, clustertest.Options{Zone: "metrics-a", SnapshotThreshold: 8, TrailingLogs: 4})
-	b := clustertest.New(t, 1, clustertest.Options{Zone: "metrics-b", REK: a.REK, Token: a.Token, Join: a.GossipAddresses()})
+	b := clustertest.New(t, 1, clustertest.Options{Zone: "metrics-b", REK: a.REK, Token: a.OperatorToken, HomeZone: "metrics-a",
+		NoOrganization: true, Join: a.GossipAddresses()})
 	ctx := testCtx(t, 60*time.Second)
 	leader := a.Leader()
+	org := a.Org.ID
 	var ids []string
 	for i := range 9 {
 		k, err := leader.Server().Keys().CreateKey(ctx, keys.CreateParams{Organization: org, Name: "m" + strconv.Itoa(i)})
@@ -174,8 +176,8 @@ func TestMetrics_RealNode(t *testing.T) {
 	exact := map[string]float64{
 		`keyzone_raft_state{state="follower"}`:                           0,
 		`keyzone_raft_last_contact_seconds`:                              0,
-		`keyzone_keys`:                                                   13,
-		`keyzone_keys_by_state{role="primary",state="enabled"}`:          10,
+		`keyzone_keys`:                                                   14, // 13 and the organization's default key
+		`keyzone_keys_by_state{role="primary",state="enabled"}`:          11,
 		`keyzone_keys_by_state{role="primary",state="disabled"}`:         3,
 		`keyzone_keys_by_state{role="replica",state="enabled"}`:          0,
 		`keyzone_keys_by_state{role="primary",state="pending_deletion"}`: 0,
@@ -190,13 +192,15 @@ func TestMetrics_RealNode(t *testing.T) {
 			t.Errorf("sample %s: got %v (present %t), want %v", s, got, ok, v)
 		}
 	}
-	// The replica zone counts the key as a replica.
+	// The replica zone counts the key as a replica, and the default key,
+	// which gained a replica in metrics-b when the zone appeared.
+	waitConverged(t, []*clustertest.Cluster{a, b}, a, a.Org.DefaultKeyID)
 	_, _, bs := scrape(t, b.Nodes[0].Addr())
-	if got := bs[`keyzone_keys_by_state{role="replica",state="enabled"}`]; got != 1 {
-		t.Errorf("replicas in metrics-b: got %v, want 1", got)
+	if got := bs[`keyzone_keys_by_state{role="replica",state="enabled"}`]; got != 2 {
+		t.Errorf("replicas in metrics-b: got %v, want 2 (the multi-zone key and the default key)", got)
 	}
 
-	for _, secret := range append(ids, a.Token) {
+	for _, secret := range append(ids, a.Token, a.OperatorToken, a.Org.DefaultKeyID) {
 		if strings.Contains(text, secret) {
 			t.Errorf("/metrics holds %q", secret)
 		}

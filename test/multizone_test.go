@@ -5,6 +5,7 @@ import (
 	"errors"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -61,6 +62,7 @@ func TestMultiZone_CryptoServedInEveryZone(t *testing.T) {
 	zones := clustertest.NewZones(t, 3, []string{"zone-a", "zone-b", "zone-c"}, clustertest.Options{})
 	a, b, c := zones[0], zones[1], zones[2]
 	ctx := testCtx(t, 90*time.Second)
+	org := a.Org.ID
 
 	k, err := a.Followers()[0].Server().Keys().CreateKey(ctx, keys.CreateParams{
 		Organization: org, Name: "global", ReplicaZones: []string{"zone-c", "zone-b", "zone-b"}})
@@ -117,6 +119,7 @@ func TestMultiZone_RotationIsTwoPhase(t *testing.T) {
 	zones := clustertest.NewZones(t, 3, []string{"zone-a", "zone-b"}, clustertest.Options{})
 	a, b := zones[0], zones[1]
 	ctx := testCtx(t, 90*time.Second)
+	org := a.Org.ID
 	svcA := a.Leader().Server().Keys()
 	k, err := svcA.CreateKey(ctx, keys.CreateParams{Organization: org, Name: "rot", ReplicaZones: []string{"zone-b"}})
 	if err != nil {
@@ -172,6 +175,7 @@ func TestMultiZone_CutOffZoneConverges(t *testing.T) {
 	zones := clustertest.NewZones(t, 3, []string{"zone-a", "zone-b"}, clustertest.Options{})
 	a, b := zones[0], zones[1]
 	ctx := testCtx(t, 120*time.Second)
+	org := a.Org.ID
 	svcA := a.Leader().Server().Keys()
 	ref := keys.KeyRef{Organization: org}
 	k, err := svcA.CreateKey(ctx, keys.CreateParams{Organization: org, Name: "cut", ReplicaZones: []string{"zone-b"}})
@@ -244,6 +248,7 @@ func TestMultiZone_ReplicaSetChanges(t *testing.T) {
 	zones := clustertest.NewZones(t, 3, []string{"zone-a", "zone-b", "zone-c"}, clustertest.Options{})
 	a, c := zones[0], zones[2]
 	ctx := testCtx(t, 60*time.Second)
+	org := a.Org.ID
 	svcA := a.Nodes[2].Server().Keys()
 	k, err := svcA.CreateKey(ctx, keys.CreateParams{Organization: org, Name: "grow", ReplicaZones: []string{"zone-b"}})
 	if err != nil {
@@ -348,6 +353,7 @@ func TestMultiZone_LeaderKilledDuringRotations(t *testing.T) {
 	zones := clustertest.NewZones(t, 3, []string{"zone-a", "zone-b"}, clustertest.Options{})
 	a, b := zones[0], zones[1]
 	ctx := testCtx(t, 120*time.Second)
+	org := a.Org.ID
 	k, err := a.Nodes[0].Server().Keys().CreateKey(ctx, keys.CreateParams{Organization: org, Name: "chaos", ReplicaZones: []string{"zone-b"}})
 	if err != nil {
 		t.Fatal(err)
@@ -356,6 +362,10 @@ func TestMultiZone_LeaderKilledDuringRotations(t *testing.T) {
 
 	stop := make(chan struct{})
 	done := make(chan struct{})
+	var stopOnce sync.Once
+	halt := func() { stopOnce.Do(func() { close(stop) }); <-done }
+	// Before the zones shut down, also when the test fails early.
+	t.Cleanup(halt)
 	seen := map[uint32][]byte{} // every version zone-b held, by number
 	var conflict string
 	go func() {
@@ -367,7 +377,11 @@ func TestMultiZone_LeaderKilledDuringRotations(t *testing.T) {
 			default:
 			}
 			for _, n := range b.Nodes {
-				rk, ok := n.Server().FSM().Key(k.ID)
+				srv := n.Server()
+				if srv == nil {
+					continue
+				}
+				rk, ok := srv.FSM().Key(k.ID)
 				if !ok {
 					continue
 				}
@@ -412,8 +426,7 @@ func TestMultiZone_LeaderKilledDuringRotations(t *testing.T) {
 		}
 	}
 	waitConverged(t, zones, a, k.ID)
-	close(stop)
-	<-done
+	halt()
 	if conflict != "" {
 		t.Fatalf("%s held two different materials under one version number", conflict)
 	}

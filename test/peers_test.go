@@ -10,7 +10,6 @@ import (
 	"github.com/keyzone/keyzone/api/wire"
 	"github.com/keyzone/keyzone/client"
 	"github.com/keyzone/keyzone/cluster"
-	"github.com/keyzone/keyzone/fsm"
 	"github.com/keyzone/keyzone/keys"
 	"github.com/keyzone/keyzone/test/clustertest"
 )
@@ -46,7 +45,7 @@ func TestPeers_ListsVoters(t *testing.T) {
 		}
 	}
 
-	cl, err := client.New(c.Nodes[0].Addr(), c.Token)
+	cl, err := client.New(c.Nodes[0].Addr(), c.OperatorToken)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,6 +53,13 @@ func TestPeers_ListsVoters(t *testing.T) {
 	if err != nil || len(got.Peers) != 3 {
 		t.Fatalf("GET /v1/cluster/peers: got %+v, %v", got, err)
 	}
+	// The cluster is the operator's: an organization's admin is refused.
+	orgAdmin, err := client.New(c.Nodes[0].Addr(), c.Token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = orgAdmin.Peers(ctx)
+	wantAPIError(t, err, 403, wire.CodeForbidden)
 }
 
 // TestPeers_TransferLeadershipUnderWrites: leadership moves to a named
@@ -85,7 +91,7 @@ func TestPeers_TransferLeadershipUnderWrites(t *testing.T) {
 	go func() {
 		defer wg.Done()
 		for wctx.Err() == nil {
-			k, err := writer.Server().Keys().CreateKey(wctx, keys.CreateParams{Organization: fsm.DefaultOrganization, Name: "transfer"})
+			k, err := writer.Server().Keys().CreateKey(wctx, keys.CreateParams{Organization: c.Org.ID, Name: "transfer"})
 			mu.Lock()
 			if err == nil {
 				acked = append(acked, k.ID)
@@ -171,7 +177,7 @@ func TestPeers_RemoveFollower(t *testing.T) {
 	if err := asker.Server().Node().RemovePeer(ctx, leader.ID); !errors.Is(err, cluster.ErrRemoveLeader) {
 		t.Errorf("remove leader: got %v, want ErrRemoveLeader", err)
 	}
-	cl, err := client.New(asker.Addr(), c.Token)
+	cl, err := client.New(asker.Addr(), c.OperatorToken)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,7 +20,6 @@ import (
 	"github.com/keyzone/keyzone/api/wire"
 	"github.com/keyzone/keyzone/client"
 	"github.com/keyzone/keyzone/cluster"
-	"github.com/keyzone/keyzone/fsm"
 	"github.com/keyzone/keyzone/keys"
 	"github.com/keyzone/keyzone/test/clustertest"
 )
@@ -31,10 +30,11 @@ import (
 // with test timeouts. A retried create may leave one more key.
 func writeKeys(t *testing.T, ctx context.Context, node *clustertest.Node, n int) []string {
 	t.Helper()
+	org := testOrg(t, node)
 	var ids []string
 	for i := 0; i < n; i++ {
 		for attempt := 1; ; attempt++ {
-			k, err := node.Server().Keys().CreateKey(ctx, keys.CreateParams{Organization: fsm.DefaultOrganization, Name: "replace"})
+			k, err := node.Server().Keys().CreateKey(ctx, keys.CreateParams{Organization: org, Name: "replace"})
 			if err == nil {
 				ids = append(ids, k.ID)
 				break
@@ -152,6 +152,17 @@ func requireDecrypts(t *testing.T, ctx context.Context, c *clustertest.Cluster, 
 func nodeClient(t *testing.T, c *clustertest.Cluster, node *clustertest.Node) *client.Client {
 	t.Helper()
 	cl, err := client.New(node.Addr(), c.Token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cl
+}
+
+// operatorClient is a client of node with the operator's token, for the
+// cluster routes.
+func operatorClient(t *testing.T, c *clustertest.Cluster, node *clustertest.Node) *client.Client {
+	t.Helper()
+	cl, err := client.New(node.Addr(), c.OperatorToken)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -283,7 +294,7 @@ func TestReplace_NodeReplacement(t *testing.T) {
 	for _, n := range []*clustertest.Node{leader, stay, repl} {
 		requireKeys(t, ctx, n, ids)
 	}
-	ps, err := nodeClient(t, c, stay).Peers(ctx)
+	ps, err := operatorClient(t, c, stay).Peers(ctx)
 	if err != nil || len(ps.Peers) != 3 {
 		t.Fatalf("peers: got %+v, %v", ps, err)
 	}
@@ -375,7 +386,7 @@ func TestReplace_DevProcedure(t *testing.T) {
 	// A follower that KEYZONE_ADDR does not point at.
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cl, err := client.New(dev.get("KEYZONE_ADDR"), dev.get("KEYZONE_TOKEN"))
+	cl, err := client.New(dev.get("KEYZONE_ADDR"), dev.get("KEYZONE_OPERATOR_TOKEN"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -423,7 +434,8 @@ func TestReplace_DevProcedure(t *testing.T) {
 		// Told by the leader, it knows at once; under load the notice
 		// may time out, and it finds out within seconds by itself.
 		"until ! keyzone health --addr " + gone.APIAddress + "; do sleep 0.2; done",
-		`KEYZONE_ROOT_TOKEN="$KEYZONE_TOKEN" keyzone server --node-id a4 --zone zone-a --data-dir .dev/a4 ` +
+		// The env file gives the operator token and the home zone.
+		`keyzone server --node-id a4 --zone zone-a --data-dir .dev/a4 ` +
 			"--api-addr " + apiAddr + " --raft-addr 127.0.0.1:0 --gossip-addr 127.0.0.1:0 --gossip-profile local " +
 			`--join "$KEYZONE_JOIN_ZONE_A" --bootstrap-expect 0 > .dev/a4.log 2>&1 &`,
 		"echo $! > a4.pid",

@@ -74,9 +74,14 @@ func TestSnapshot_SaveDestroyRestoreIntoFreshZone(t *testing.T) {
 		want = append(want, got)
 	}
 
+	// Snapshots are the operator's; an organization's admin is refused.
 	var archive bytes.Buffer
+	_, err := cl.SaveSnapshot(ctx, &archive, nil)
+	wantAPIError(t, err, http.StatusForbidden, wire.CodeForbidden)
+	archive.Reset()
+	op := operatorClient(t, old, old.Followers()[0])
 	var calls int
-	n, err := cl.SaveSnapshot(ctx, &archive, func(done, total int64) {
+	n, err := op.SaveSnapshot(ctx, &archive, func(done, total int64) {
 		calls++
 		if total <= 0 || done > total {
 			t.Errorf("progress %d of %d", done, total)
@@ -90,27 +95,47 @@ func TestSnapshot_SaveDestroyRestoreIntoFreshZone(t *testing.T) {
 	}
 	old.Shutdown()
 
-	fresh := clustertest.New(t, 3, clustertest.Options{Zone: "zone-a", REK: old.REK, Token: old.Token})
+	// The fresh zone has an organization "test" of its own (another id,
+	// another token), which the restore replaces with the old zone's.
+	fresh := clustertest.New(t, 3, clustertest.Options{Zone: "zone-a", REK: old.REK, Token: old.OperatorToken})
 	// A client of its own: the old zone's session indexes mean nothing
 	// to the fresh zone.
-	fc, err := client.New(fresh.Followers()[1].Addr(), fresh.Token)
+	freshAdmin, err := client.New(fresh.Followers()[1].Addr(), fresh.Token)
 	if err != nil {
 		t.Fatal(err)
 	}
-	gone, err := fc.CreateKey(ctx, wire.CreateKeyRequest{Name: "made before the restore"})
+	gone, err := freshAdmin.CreateKey(ctx, wire.CreateKeyRequest{Name: "made before the restore"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	meta, err := fc.RestoreSnapshot(ctx, bytes.NewReader(archive.Bytes()), int64(archive.Len()), nil)
+	fop := operatorClient(t, fresh, fresh.Followers()[1])
+	meta, err := fop.RestoreSnapshot(ctx, bytes.NewReader(archive.Bytes()), int64(archive.Len()), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if meta.Keys != len(want) || meta.Zone != "zone-a" || meta.RekID != old.REK.ID() {
-		t.Fatalf("restore answered %+v, want %d keys of zone-a under %s", meta, len(want), old.REK.ID())
+	// The old zone's keys and its organization's default key.
+	if meta.Keys != len(want)+1 || meta.Zone != "zone-a" || meta.RekID != old.REK.ID() {
+		t.Fatalf("restore answered %+v, want %d keys of zone-a under %s", meta, len(want)+1, old.REK.ID())
 	}
-
+	// The old zone's token works on the restored zone; the fresh zone's
+	// own organization and token are gone with the state they lived in.
+	fc, err := client.New(fresh.Followers()[1].Addr(), old.Token)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, node := range fresh.Nodes {
-		nc, err := client.New(node.Addr(), fresh.Token)
+		clustertest.WaitFor(t, 30*time.Second, node.ID+" to refuse the replaced organization's token", func() bool {
+			cl, err := client.New(node.Addr(), fresh.Token)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = cl.WhoAmI(ctx)
+			apiErr, ok := errors.AsType[*client.Error](err)
+			return ok && apiErr.StatusCode == http.StatusUnauthorized
+		})
+	}
+	for _, node := range fresh.Nodes {
+		nc, err := client.New(node.Addr(), old.Token)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -215,15 +240,16 @@ func TestSnapshot_RefusesBadArchives(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	other := clustertest.New(t, 1, clustertest.Options{Zone: "zone-a"})
-	otherZone := clustertest.New(t, 1, clustertest.Options{Zone: "zone-b", REK: z.REK, Token: z.Token})
+	other := clustertest.New(t, 1, clustertest.Options{Zone: "zone-a", NoOrganization: true})
+	otherZone := clustertest.New(t, 1, clustertest.Options{Zone: "zone-b", REK: z.REK, Token: z.OperatorToken, NoOrganization: true})
 	save := func(c *clustertest.Cluster) []byte {
 		var b bytes.Buffer
-		if _, err := zoneClient(t, c, 0).SaveSnapshot(ctx, &b, nil); err != nil {
+		if _, err := operatorClient(t, c, c.Nodes[0]).SaveSnapshot(ctx, &b, nil); err != nil {
 			t.Fatal(err)
 		}
 		return b.Bytes()
 	}
+	op := operatorClient(t, z, z.Leader())
 	good := save(z)
 
 	flipped := bytes.Clone(good)
@@ -250,7 +276,7 @@ func TestSnapshot_RefusesBadArchives(t *testing.T) {
 		clustertest.WaitFor(t, 30*time.Second, tc.name+": an answer other than 503", func() bool {
 			// A zone without a leader for a moment (a loaded machine)
 			// answers 503: the refusal is asked for again.
-			_, err = cl.RestoreSnapshot(ctx, bytes.NewReader(tc.data), int64(len(tc.data)), nil)
+			_, err = op.RestoreSnapshot(ctx, bytes.NewReader(tc.data), int64(len(tc.data)), nil)
 			apiErr, ok := errors.AsType[*client.Error](err)
 			return !ok || apiErr.StatusCode != http.StatusServiceUnavailable
 		})
@@ -263,12 +289,15 @@ func TestSnapshot_RefusesBadArchives(t *testing.T) {
 	if err != nil || got.Name != "kept" {
 		t.Fatalf("after the refusals: %+v, %v", got, err)
 	}
-	// Without the root token nothing is saved or restored.
+	// Without the operator token nothing is saved or restored: a wrong
+	// token is unauthenticated, an organization's admin forbidden.
 	anon, _ := client.New(z.Nodes[0].Addr(), "wrong")
 	_, err = anon.SaveSnapshot(ctx, io.Discard, nil)
 	wantAPIError(t, err, http.StatusUnauthorized, "unauthorized")
 	_, err = anon.RestoreSnapshot(ctx, bytes.NewReader(good), int64(len(good)), nil)
 	wantAPIError(t, err, http.StatusUnauthorized, "unauthorized")
+	_, err = cl.RestoreSnapshot(ctx, bytes.NewReader(good), int64(len(good)), nil)
+	wantAPIError(t, err, http.StatusForbidden, wire.CodeForbidden)
 }
 
 // TestSnapshot_RestoredZoneStillReplicates: zone-a is restored from a
@@ -286,8 +315,9 @@ func TestSnapshot_RestoredZoneStillReplicates(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitConverged(t, zones, a, k.ID)
+	op := operatorClient(t, a, a.Nodes[0])
 	var archive bytes.Buffer
-	if _, err := ca.SaveSnapshot(ctx, &archive, nil); err != nil {
+	if _, err := op.SaveSnapshot(ctx, &archive, nil); err != nil {
 		t.Fatal(err)
 	}
 	// Changes zone-b applies after the snapshot: they push its applied
@@ -303,7 +333,7 @@ func TestSnapshot_RestoredZoneStillReplicates(t *testing.T) {
 	}
 	waitConverged(t, zones, a, later.ID)
 
-	if _, err := ca.RestoreSnapshot(ctx, bytes.NewReader(archive.Bytes()), int64(archive.Len()), nil); err != nil {
+	if _, err := op.RestoreSnapshot(ctx, bytes.NewReader(archive.Bytes()), int64(archive.Len()), nil); err != nil {
 		t.Fatal(err)
 	}
 	// A change after the restore reaches zone-b.

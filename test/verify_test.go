@@ -2,6 +2,7 @@ package test
 
 import (
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -21,6 +22,7 @@ func TestVerify_ZoneDownAndBack(t *testing.T) {
 	zones := clustertest.NewZones(t, 3, []string{"zone-a", "zone-b", "zone-c"}, clustertest.Options{})
 	a, b := zones[0], zones[1]
 	ctx := testCtx(t, 180*time.Second)
+	org := a.Org.ID
 
 	svcA := a.Leader().Server().Keys()
 	var ids []string
@@ -45,17 +47,30 @@ func TestVerify_ZoneDownAndBack(t *testing.T) {
 
 	checker := &verify.Checker{
 		Addr: a.Nodes[1].Addr(),
+		Dial: func(addr string) (*client.Client, error) { return client.New(addr, a.OperatorToken) },
+	}
+	// The digests are the operator's: an organization's admin is refused.
+	orgChecker := &verify.Checker{
+		Addr: a.Nodes[1].Addr(),
 		Dial: func(addr string) (*client.Client, error) { return client.New(addr, a.Token) },
 	}
+	if r, err := orgChecker.Check(ctx); err != nil || len(r.Unreachable()) != 3 {
+		t.Fatalf("verify with an org-admin token: %v %s, want every zone's digest refused", err, r.Summary())
+	} else if !strings.Contains(r.Zones[0].Error, "forbidden") {
+		t.Errorf("verify with an org-admin token: zone-a's error %q does not say forbidden", r.Zones[0].Error)
+	}
+	// The multi-zone keys are the three of the test and the test
+	// organization's default key (primary in zone-a, replicated to
+	// zone-b and zone-c).
 	r, err := checker.Wait(ctx, 30*time.Second)
 	if err != nil {
 		t.Fatalf("verify --wait 30s: %v", err)
 	}
-	if !r.OK() || r.KeysChecked != 3 || len(r.Zones) != 3 {
-		t.Fatalf("converged: got %s %+v, want 3 multi-zone keys agreeing in 3 zones", r.Summary(), r)
+	if !r.OK() || r.KeysChecked != 4 || len(r.Zones) != 3 {
+		t.Fatalf("converged: got %s %+v, want 4 multi-zone keys agreeing in 3 zones", r.Summary(), r)
 	}
 	for _, z := range r.Zones {
-		if want := map[string]int{"zone-a": 3, "zone-b": 3, "zone-c": 2}[z.Name]; z.Keys != want {
+		if want := map[string]int{"zone-a": 4, "zone-b": 4, "zone-c": 3}[z.Name]; z.Keys != want {
 			t.Errorf("%s holds %d multi-zone keys, want %d", z.Name, z.Keys, want)
 		}
 	}
@@ -100,8 +115,8 @@ func TestVerify_ZoneDownAndBack(t *testing.T) {
 	if err != nil || !r.OK() {
 		t.Fatalf("after zone-b's restart: %v, %s %+v; want agreement", err, r.Summary(), r)
 	}
-	if r.KeysChecked != 3 {
-		t.Errorf("keys checked: got %d, want 3", r.KeysChecked)
+	if r.KeysChecked != 4 {
+		t.Errorf("keys checked: got %d, want 4", r.KeysChecked)
 	}
 	if _, ok := a.Leader().Server().FSM().Key(kb.ID); !ok {
 		t.Errorf("zone-a lost its replica of zone-b's key %s", kb.ID)

@@ -92,7 +92,6 @@ func (p *principal) access() access {
 }
 
 type principalKey struct{}
-type policyKey struct{}
 
 func caller(c *gin.Context) *principal {
 	p, _ := c.Get(principalKey{})

@@ -203,8 +203,18 @@ type server struct {
 // gin's process-wide mode to release, which only silences gin's own
 // debug output.
 func NewRouter(cfg Config) (http.Handler, error) {
-	if err := cfg.Validate(); err != nil {
+	e, _, err := newRouter(cfg)
+	if err != nil {
 		return nil, err
+	}
+	return e, nil
+}
+
+// newRouter builds the router and returns it with the server its
+// handlers share (the tests read its policies).
+func newRouter(cfg Config) (*gin.Engine, *server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, nil, err
 	}
 	if cfg.MaxPayload == 0 {
 		cfg.MaxPayload = DefaultMaxPayload
@@ -233,7 +243,7 @@ func NewRouter(cfg Config) (http.Handler, error) {
 	}
 
 	if err := s.initObservability(cfg); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 
 	gin.SetMode(gin.ReleaseMode)
@@ -320,7 +330,7 @@ func NewRouter(cfg Config) (http.Handler, error) {
 		// token, which API callers never hold; the handler checks it.
 		v1.Any("/internal/*path", gin.WrapH(cfg.Internal))
 	}
-	return e, nil
+	return e, s, nil
 }
 
 // recoverPanic turns a panic below it into a 500 with the generic

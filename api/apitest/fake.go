@@ -493,11 +493,16 @@ func encodeContext(c keys.Context) ([]byte, error) {
 	return nil, nil
 }
 
-// usable returns the key when it may serve crypto; f.mu is held.
-func (f *Keys) usable(org, id string) (*fsm.Key, error) {
+// usable returns the key when the caller may use it for crypto and it
+// may serve crypto; f.mu is held. Like the service, it judges the
+// caller's restriction (allow, nil for none) before the key's state.
+func (f *Keys) usable(org, id string, allow keys.KeyFilter) (*fsm.Key, error) {
 	k, err := f.lookup(org, id)
 	if err != nil {
 		return nil, err
+	}
+	if allow != nil && !allow(k) {
+		return nil, fmt.Errorf("key %s: %w", k.ID, keys.ErrKeyNotAllowed)
 	}
 	if k.State != fsm.KeyStateEnabled {
 		return nil, fmt.Errorf("key %s is %s: %w", k.ID, k.State, keys.ErrKeyDisabled)
@@ -506,7 +511,7 @@ func (f *Keys) usable(org, id string) (*fsm.Key, error) {
 }
 
 // seal encrypts under the key's current version; f.mu is held.
-func (f *Keys) seal(org, id string, pt []byte, c keys.Context) (keys.CryptoResult, error) {
+func (f *Keys) seal(org, id string, allow keys.KeyFilter, pt []byte, c keys.Context) (keys.CryptoResult, error) {
 	max := f.MaxPayload
 	if max == 0 {
 		max = 64 << 10
@@ -518,7 +523,7 @@ func (f *Keys) seal(org, id string, pt []byte, c keys.Context) (keys.CryptoResul
 	if err != nil {
 		return keys.CryptoResult{}, err
 	}
-	k, err := f.usable(org, id)
+	k, err := f.usable(org, id, allow)
 	if err != nil {
 		return keys.CryptoResult{}, err
 	}
@@ -534,11 +539,18 @@ func (f *Keys) seal(org, id string, pt []byte, c keys.Context) (keys.CryptoResul
 	return keys.CryptoResult{KeyID: k.ID, KeyVersion: k.CurrentVersion, Ciphertext: out}, nil
 }
 
-// open decrypts; every malformed or mismatched input is ErrDecrypt. f.mu is held.
-func (f *Keys) open(org, wantKey string, ct []byte, c keys.Context) (keys.CryptoResult, error) {
+// open decrypts; every malformed or mismatched input is ErrDecrypt. A key
+// the caller names (wantKey) that it may not use is refused before the
+// ciphertext is read, as the service does. f.mu is held.
+func (f *Keys) open(org, wantKey string, allow keys.KeyFilter, ct []byte, c keys.Context) (keys.CryptoResult, error) {
 	ad, err := encodeContext(c)
 	if err != nil {
 		return keys.CryptoResult{}, err
+	}
+	if wantKey != "" && allow != nil {
+		if k, err := f.lookup(org, wantKey); err == nil && !allow(k) {
+			return keys.CryptoResult{}, fmt.Errorf("key %s: %w", k.ID, keys.ErrKeyNotAllowed)
+		}
 	}
 	if len(ct) < len(magic)+1 || !bytes.Equal(ct[:len(magic)], magic) {
 		return keys.CryptoResult{}, kzcrypto.ErrDecrypt
@@ -556,6 +568,9 @@ func (f *Keys) open(org, wantKey string, ct []byte, c keys.Context) (keys.Crypto
 	k, err := f.lookup(org, id)
 	if err != nil {
 		return keys.CryptoResult{}, kzcrypto.ErrDecrypt
+	}
+	if allow != nil && !allow(k) {
+		return keys.CryptoResult{}, fmt.Errorf("key %s: %w", k.ID, keys.ErrKeyNotAllowed)
 	}
 	if k.State != fsm.KeyStateEnabled {
 		return keys.CryptoResult{}, fmt.Errorf("key %s is %s: %w", k.ID, k.State, keys.ErrKeyDisabled)
@@ -577,7 +592,7 @@ func (f *Keys) Encrypt(ctx context.Context, p keys.EncryptParams) (keys.CryptoRe
 		return keys.CryptoResult{}, err
 	}
 	defer f.mu.Unlock()
-	return f.seal(p.Organization, p.KeyID, p.Plaintext, p.Context)
+	return f.seal(p.Organization, p.KeyID, p.Allow, p.Plaintext, p.Context)
 }
 
 // Decrypt implements api.KeyService.
@@ -586,7 +601,7 @@ func (f *Keys) Decrypt(ctx context.Context, p keys.DecryptParams) (keys.CryptoRe
 		return keys.CryptoResult{}, err
 	}
 	defer f.mu.Unlock()
-	return f.open(p.Organization, p.KeyID, p.Ciphertext, p.Context)
+	return f.open(p.Organization, p.KeyID, p.Allow, p.Ciphertext, p.Context)
 }
 
 // GenerateDataKey implements api.KeyService.
@@ -606,7 +621,7 @@ func (f *Keys) GenerateDataKey(ctx context.Context, p keys.DataKeyParams) (keys.
 	if _, err := rand.Read(dk); err != nil {
 		return keys.CryptoResult{}, err
 	}
-	res, err := f.seal(p.Organization, p.KeyID, dk, p.Context)
+	res, err := f.seal(p.Organization, p.KeyID, p.Allow, dk, p.Context)
 	if err != nil {
 		return keys.CryptoResult{}, err
 	}
@@ -622,7 +637,14 @@ func (f *Keys) ReEncrypt(ctx context.Context, p keys.ReEncryptParams) (keys.Cryp
 		return keys.CryptoResult{}, err
 	}
 	defer f.mu.Unlock()
-	src, err := f.open(p.Organization, p.KeyID, p.Ciphertext, p.Context)
+	// A named destination is judged first, as the service does: nothing
+	// is opened for a request that can't succeed.
+	if p.DestinationKeyID != "" {
+		if _, err := f.usable(p.Organization, p.DestinationKeyID, p.Allow); err != nil {
+			return keys.CryptoResult{}, err
+		}
+	}
+	src, err := f.open(p.Organization, p.KeyID, p.Allow, p.Ciphertext, p.Context)
 	if err != nil {
 		return keys.CryptoResult{}, err
 	}
@@ -630,7 +652,7 @@ func (f *Keys) ReEncrypt(ctx context.Context, p keys.ReEncryptParams) (keys.Cryp
 	if dst == "" {
 		dst = src.KeyID
 	}
-	return f.seal(p.Organization, dst, src.Plaintext, p.DestinationContext)
+	return f.seal(p.Organization, dst, p.Allow, src.Plaintext, p.DestinationContext)
 }
 
 // Cluster is a ClusterService returning fixed answers. Set the fields

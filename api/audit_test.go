@@ -2,14 +2,25 @@ package api_test
 
 import (
 	"bufio"
+	"bytes"
+	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/keyzone/keyzone/api"
 	"github.com/keyzone/keyzone/api/wire"
 	"github.com/keyzone/keyzone/audit"
+	"github.com/keyzone/keyzone/fsm"
 )
 
 // auditLine is an audit event as the JSON sink writes it.
@@ -37,8 +48,14 @@ type auditLine struct {
 
 func auditLines(t *testing.T, buf *syncBuffer) []auditLine {
 	t.Helper()
+	return parseAuditLines(t, buf.String())
+}
+
+// parseAuditLines decodes JSON lines strictly.
+func parseAuditLines(t *testing.T, text string) []auditLine {
+	t.Helper()
 	var out []auditLine
-	sc := bufio.NewScanner(strings.NewReader(buf.String()))
+	sc := bufio.NewScanner(strings.NewReader(text))
 	for sc.Scan() {
 		dec := json.NewDecoder(strings.NewReader(sc.Text()))
 		dec.DisallowUnknownFields()
@@ -179,5 +196,224 @@ func TestAudit_RequestIDOnEveryResponse(t *testing.T) {
 	b := e.do(t, "GET", "/v1/no-such-route", "").Header().Get("X-Request-Id")
 	if a == "" || b == "" || a == b {
 		t.Errorf("request ids: got %q and %q", a, b)
+	}
+}
+
+// TestAudit_OneRecordPerRequest: every request to an API route, whatever
+// its answer (2xx, 400, 401, 403, 404, 409, 429), leaves exactly one
+// record, in order, with the request id the caller got.
+func TestAudit_OneRecordPerRequest(t *testing.T) {
+	e, buf := newAuditEnv(t)
+	e.tenants.AddToken(auditorToken, fsm.DefaultOrganization, fsm.RoleAuditor)
+	slow := e.tenants.AddOrganization("slow")
+	slow.RateLimit, slow.RateBurst = 0.001, 1
+	e.tenants.AddToken("s3cret-slow-token", slow.ID, fsm.RoleOrgAdmin)
+
+	var ids, statuses []string
+	send := func(rec *httptest.ResponseRecorder) {
+		t.Helper()
+		ids = append(ids, rec.Header().Get("X-Request-Id"))
+		statuses = append(statuses, strconv.Itoa(rec.Code))
+	}
+	k := e.createKey(t, "counted")
+	ids, statuses = append(ids, "(create)"), append(statuses, "201")
+	send(e.do(t, "POST", "/v1/keys/"+k.ID+"/encrypt", `{"plaintext":"aGk="}`))
+	send(e.do(t, "POST", "/v1/keys", `{"name":"counted"}`))                                  // 409
+	send(e.do(t, "POST", "/v1/keys", `{"nme":"typo"}`))                                      // 400
+	send(e.do(t, "GET", "/v1/keys", "", "Authorization", ""))                                // 401
+	send(e.do(t, "GET", "/v1/keys", "", "Authorization", "Bearer wrong"))                    // 401
+	send(e.as(t, auditorToken, "POST", "/v1/keys/"+k.ID+"/encrypt", `{"plaintext":"aGk="}`)) // 403
+	send(e.asOperator(t, "GET", "/v1/keys/"+k.ID, ""))                                       // 403
+	send(e.do(t, "GET", "/v1/keys/00000000-0000-4000-8000-00000000ffff", ""))                // 404
+	send(e.do(t, "GET", "/v1/orgs/slow", ""))                                                // 404
+	send(e.as(t, "s3cret-slow-token", "GET", "/v1/keys", ""))                                // 200
+	send(e.as(t, "s3cret-slow-token", "GET", "/v1/keys", ""))                                // 429
+	send(e.asOperator(t, "GET", "/v1/orgs", ""))                                             // 200
+	send(e.do(t, "POST", "/v1/orgs/default/tokens", `{"role":"nobody"}`))                    // 400
+	e.do(t, "GET", "/v1/health", "", "Authorization", "")                                    // not audited
+
+	want := "201 200 409 400 401 401 403 403 404 404 200 429 200 400"
+	if got := strings.Join(statuses, " "); got != want {
+		t.Fatalf("statuses: got %s, want %s", got, want)
+	}
+	lines := auditLines(t, buf)
+	if len(lines) != len(ids) {
+		t.Fatalf("got %d audit lines for %d requests:\n%s", len(lines), len(ids), buf)
+	}
+	for i, l := range lines {
+		if i > 0 && l.RequestID != ids[i] {
+			t.Errorf("line %d: request id %q, want %q", i, l.RequestID, ids[i])
+		}
+		if strconv.Itoa(l.Status) != statuses[i] {
+			t.Errorf("line %d: status %d, want %s", i, l.Status, statuses[i])
+		}
+		if l.Operation == "" {
+			t.Errorf("line %d: no operation: %+v", i, l)
+		}
+	}
+	if l := lines[11]; l.Organization != slow.ID || l.Role != "org-admin" || l.Code != wire.CodeRateLimited {
+		t.Errorf("rate limited call: got %+v", l)
+	}
+}
+
+// TestAudit_NoSecrets: no record holds a request's plaintext, ciphertext,
+// key material or token secret, nor an answer's, in any encoding.
+func TestAudit_NoSecrets(t *testing.T) {
+	e, buf := newAuditEnv(t)
+	plaintext := "TOP-SECRET-PLAINTEXT-0042"
+	k := e.createKey(t, "secrets")
+	enc := e.encryptAs(t, testToken, k.ID, plaintext)
+	e.do(t, "POST", "/v1/decrypt", `{"ciphertext":"`+b64s(enc.Ciphertext)+`"}`)
+	e.do(t, "POST", "/v1/keys/"+k.ID+"/re-encrypt", `{"ciphertext":"`+b64s(enc.Ciphertext)+`"}`)
+	rec := e.do(t, "POST", "/v1/keys/"+k.ID+"/generate-data-key", `{}`)
+	dk := decode[wire.GenerateDataKeyResponse](t, rec)
+	material := bytes.Repeat([]byte("KM"), 16)
+	e.do(t, "POST", "/v1/keys/"+k.ID+"/import", `{"key_material":"`+b64s(material)+`"}`)
+	tok := decode[wire.CreatedToken](t, e.do(t, "POST", "/v1/orgs/default/tokens", `{"role":"crypto-user"}`))
+	e.as(t, tok.Secret, "POST", "/v1/keys/"+k.ID+"/encrypt", `{"plaintext":"`+b64(plaintext)+`"}`)
+	e.do(t, "GET", "/v1/keys", "", "Authorization", "Bearer "+tok.Secret+"-wrong")
+
+	secrets := map[string][]byte{
+		"plaintext": []byte(plaintext), "ciphertext": enc.Ciphertext, "data key": dk.Plaintext,
+		"wrapped data key": dk.Ciphertext, "key material": material, "token secret": []byte(tok.Secret),
+		"org-admin token": []byte(testToken), "operator token": []byte(operatorToken),
+	}
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	if len(lines) != 9 {
+		t.Fatalf("got %d audit lines, want 9:\n%s", len(lines), buf)
+	}
+	for _, line := range lines {
+		for name, s := range secrets {
+			for _, enc := range []string{string(s), b64s(s), base64.RawStdEncoding.EncodeToString(s),
+				base64.RawURLEncoding.EncodeToString(s), hex.EncodeToString(s)} {
+				if len(enc) >= 8 && strings.Contains(line, enc) {
+					t.Errorf("audit line holds the %s: %s", name, line)
+				}
+			}
+		}
+	}
+}
+
+// failingWriter fails every write while fail is set.
+type failingWriter struct {
+	mu   sync.Mutex
+	fail bool
+	buf  bytes.Buffer
+}
+
+func (w *failingWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.fail {
+		return 0, errors.New("no space left on device")
+	}
+	return w.buf.Write(p)
+}
+
+func (w *failingWriter) set(fail bool) {
+	w.mu.Lock()
+	w.fail = fail
+	w.mu.Unlock()
+}
+
+func (w *failingWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.String()
+}
+
+func auditDropped(t *testing.T, reg *prometheus.Registry) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == "keyzone_audit_dropped_total" {
+			return mf.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	t.Fatal("keyzone_audit_dropped_total is not registered")
+	return 0
+}
+
+// TestAudit_FailClosed: once the audit log stops taking records, changes
+// are refused with 503 until a record goes through again, while reads and
+// crypto go on; every record lost is counted.
+func TestAudit_FailClosed(t *testing.T) {
+	w := &failingWriter{}
+	reg := prometheus.NewRegistry()
+	e := newEnv(t, func(c *api.Config) { c.Audit = audit.NewJSONSink(w); c.Registerer = reg })
+	k := e.createKey(t, "fail-closed")
+	rotate := func() *httptest.ResponseRecorder { return e.do(t, "POST", "/v1/keys/"+k.ID+"/rotate", "") }
+	rotations := func() int {
+		n := 0
+		for _, c := range e.keys.Calls() {
+			if c.Method == "RotateKey" {
+				n++
+			}
+		}
+		return n
+	}
+
+	w.set(true)
+	// The sink learns of the failure with this change's record: the
+	// change itself was carried out, and its record is counted as lost.
+	if rec := rotate(); rec.Code != http.StatusOK {
+		t.Fatalf("first change: got %d %s, want 200", rec.Code, rec.Body)
+	}
+	if got := auditDropped(t, reg); got != 1 {
+		t.Errorf("dropped after the first change: got %v, want 1", got)
+	}
+	rec := rotate()
+	if b := apiError(t, rec, http.StatusServiceUnavailable); b.Code != wire.CodeUnavailable {
+		t.Errorf("change while the audit log fails: got %+v, want %s", b, wire.CodeUnavailable)
+	}
+	if rec.Header().Get("Retry-After") == "" {
+		t.Error("refused change: no Retry-After")
+	}
+	if n := rotations(); n != 1 {
+		t.Errorf("the refused change reached the service: %d rotations, want 1", n)
+	}
+	// Token changes fail closed too; crypto and reads go on.
+	if rec := e.do(t, "POST", "/v1/orgs/default/tokens", `{"role":"auditor"}`); rec.Code != http.StatusServiceUnavailable {
+		t.Errorf("token creation while the audit log fails: got %d, want 503", rec.Code)
+	}
+	if rec := e.do(t, "POST", "/v1/keys/"+k.ID+"/encrypt", `{"plaintext":"aGk="}`); rec.Code != http.StatusOK {
+		t.Errorf("encrypt while the audit log fails: got %d %s, want 200", rec.Code, rec.Body)
+	}
+	if rec := e.do(t, "GET", "/v1/keys/"+k.ID, ""); rec.Code != http.StatusOK {
+		t.Errorf("read while the audit log fails: got %d %s, want 200", rec.Code, rec.Body)
+	}
+	if got := auditDropped(t, reg); got != 5 {
+		t.Errorf("dropped: got %v, want 5 (change, refused change, refused token, encrypt, read)", got)
+	}
+	if strings.Count(w.String(), "\n") != 1 {
+		t.Errorf("records written while failing: %s", w)
+	}
+
+	// The writer works again: the next change is still refused (the sink
+	// has not written since), and its record goes through, so the one
+	// after it is carried out.
+	w.set(false)
+	rec = rotate()
+	if b := apiError(t, rec, http.StatusServiceUnavailable); b.Code != wire.CodeUnavailable {
+		t.Errorf("first change after recovery: got %+v, want 503 %s", b, wire.CodeUnavailable)
+	}
+	if rec := rotate(); rec.Code != http.StatusOK {
+		t.Errorf("second change after recovery: got %d %s, want 200", rec.Code, rec.Body)
+	}
+	if got := auditDropped(t, reg); got != 5 {
+		t.Errorf("dropped after recovery: got %v, want still 5", got)
+	}
+	if n := rotations(); n != 2 {
+		t.Errorf("rotations: got %d, want 2", n)
+	}
+	var got []string
+	for _, l := range parseAuditLines(t, w.String()) {
+		got = append(got, l.Operation+" "+strconv.Itoa(l.Status))
+	}
+	if want := []string{"create-key 201", "rotate-key 503", "rotate-key 200"}; !slices.Equal(got, want) {
+		t.Errorf("records written: got %q, want %q", got, want)
 	}
 }

@@ -1,0 +1,554 @@
+package test
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/keyzone/keyzone/api/wire"
+	"github.com/keyzone/keyzone/client"
+	"github.com/keyzone/keyzone/test/clustertest"
+)
+
+// Organizations, tokens and roles against real multi-zone deployments:
+// zone-a is the home zone, where organizations and tokens are written;
+// every zone authenticates from its own replicated state.
+
+// tenancyZones starts zones of one node each (zone-a, zone-b, ... as
+// many as n), with the test organization.
+func tenancyZones(t *testing.T, n int) []*clustertest.Cluster {
+	t.Helper()
+	names := []string{"zone-a", "zone-b", "zone-c"}[:n]
+	return clustertest.NewZones(t, 1, names, clustertest.Options{})
+}
+
+// tokenClient is a client of node 0 of zone z with token secret.
+func tokenClient(t *testing.T, z *clustertest.Cluster, secret string) *client.Client {
+	t.Helper()
+	cl, err := client.New(z.Nodes[0].Addr(), secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cl
+}
+
+// asAPIError returns err as the API's error, failing the test when it is
+// not one.
+func asAPIError(t *testing.T, what string, err error) *client.Error {
+	t.Helper()
+	apiErr, ok := errors.AsType[*client.Error](err)
+	if !ok {
+		t.Fatalf("%s: got %v, want an API error", what, err)
+	}
+	return apiErr
+}
+
+// sameAnswer checks that got is exactly the answer want is, status, code
+// and message, once each id of pairs (got's id, want's id) is swapped:
+// a caller can't tell the two cases apart.
+func sameAnswer(t *testing.T, what string, got, want error, ids ...string) {
+	t.Helper()
+	g, w := asAPIError(t, what, got), asAPIError(t, what+" (the reference)", want)
+	msg := g.Message
+	for i := 0; i+1 < len(ids); i += 2 {
+		msg = strings.ReplaceAll(msg, ids[i], ids[i+1])
+	}
+	if g.StatusCode != w.StatusCode || g.Code != w.Code || msg != w.Message {
+		t.Errorf("%s: got %d %s %q, want the same answer as %d %s %q", what, g.StatusCode, g.Code, g.Message, w.StatusCode, w.Code, w.Message)
+	}
+}
+
+// wantRefused checks a refusal's status and code.
+func wantRefused(t *testing.T, what string, err error, status int, code string) {
+	t.Helper()
+	if err == nil {
+		t.Errorf("%s: succeeded, want %d %s", what, status, code)
+		return
+	}
+	apiErr, ok := errors.AsType[*client.Error](err)
+	if !ok || apiErr.StatusCode != status || apiErr.Code != code {
+		t.Errorf("%s: got %v, want %d %s", what, err, status, code)
+	}
+}
+
+// newOrganization creates an organization in the home zone (zones[0])
+// and an org-admin token of it, and waits until the token authenticates
+// in every zone.
+func newOrganization(t *testing.T, zones []*clustertest.Cluster, name string) (wire.Organization, string) {
+	t.Helper()
+	org, secret := zones[0].CreateOrganization(name)
+	for _, z := range zones[1:] {
+		z.WaitToken(secret, 30*time.Second)
+	}
+	return org, secret
+}
+
+// newToken creates a token of org through cl and waits until it
+// authenticates in every zone.
+func newToken(t *testing.T, ctx context.Context, zones []*clustertest.Cluster, cl *client.Client, org string, req wire.CreateTokenRequest) wire.CreatedToken {
+	t.Helper()
+	tok, err := cl.CreateToken(ctx, org, req)
+	if err != nil {
+		t.Fatalf("create a %s token: %v", req.Role, err)
+	}
+	if tok.Secret == "" || tok.ID == "" || tok.Role != req.Role || tok.Organization != org {
+		t.Fatalf("created token %+v (secret %t), want a %s token of %s with a secret", tok.Token, tok.Secret != "", req.Role, org)
+	}
+	for _, z := range zones {
+		z.WaitToken(tok.Secret, 30*time.Second)
+	}
+	return tok
+}
+
+// wantForbidden checks a 403 forbidden.
+func wantForbidden(t *testing.T, what string, err error) {
+	t.Helper()
+	wantRefused(t, what, err, http.StatusForbidden, wire.CodeForbidden)
+}
+
+// wantOK checks a call that must succeed.
+func wantOK(t *testing.T, what string, err error) {
+	t.Helper()
+	if err != nil {
+		t.Errorf("%s: %v", what, err)
+	}
+}
+
+// missingKeyID is a well-formed key id no zone holds.
+const missingKeyID = "00000000-0000-4000-8000-00000000abcd"
+
+// TestTenancy_Isolation: organization B's org-admin token can neither see
+// nor use organization A's keys, in the home zone and in a replica zone.
+// Every answer is the one a missing key gets (same status, code and
+// message once the ids are swapped), a ciphertext of A's is to B's
+// decrypt what a garbage ciphertext is, and nothing B sent changed A's key.
+func TestTenancy_Isolation(t *testing.T) {
+	t.Parallel()
+	zones := tenancyZones(t, 3)
+	ctx := testCtx(t, 90*time.Second)
+	a := zones[0]
+	orgB, secretB := newOrganization(t, zones, "org-b")
+	adminA := tokenClient(t, a, a.Token)
+
+	// A's key lives in every zone (primary in zone-a); A's ciphertexts
+	// of it and of A's default key.
+	kA, err := adminA.CreateKey(ctx, wire.CreateKeyRequest{Name: "a-secret", Tags: []string{"team:a"}, ReplicaZones: []string{"zone-b", "zone-c"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitConverged(t, zones, a, kA.ID)
+	ec := map[string]string{"tenant": "a"}
+	ctA, err := adminA.Encrypt(ctx, kA.ID, wire.EncryptRequest{Plaintext: []byte("a's secret"), EncryptionContext: ec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctDefA, err := adminA.Encrypt(ctx, "default", wire.EncryptRequest{Plaintext: []byte("a's default")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ctDefA.KeyID != a.Org.DefaultKeyID {
+		t.Fatalf("A's default key encrypted as %s, want %s", ctDefA.KeyID, a.Org.DefaultKeyID)
+	}
+	// A ciphertext with a well-formed header naming a key no zone holds.
+	garbage := append([]byte{ctA.Ciphertext[0]}, make([]byte, len(ctA.Ciphertext)-1)...)
+
+	for _, z := range zones[:2] {
+		t.Run(z.Zone(), func(t *testing.T) {
+			b := tokenClient(t, z, secretB)
+			// B's own key in this zone, for re-encrypt.
+			var own wire.Key
+			var err error
+			if z == a {
+				if own, err = b.CreateKey(ctx, wire.CreateKeyRequest{Name: "b-own"}); err != nil {
+					t.Fatal(err)
+				}
+			} else if own, err = b.GetKey(ctx, "default"); err != nil {
+				t.Fatal(err)
+			}
+			ctB, err := b.Encrypt(ctx, own.ID, wire.EncryptRequest{Plaintext: []byte("b's own")})
+			if err != nil {
+				t.Fatal(err)
+			}
+
+			list, err := b.ListKeys(ctx, client.ListKeysOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, k := range list.Keys {
+				if k.Organization != orgB.ID || k.ID == kA.ID || k.ID == a.Org.DefaultKeyID {
+					t.Errorf("B's list shows %s of organization %s", k.ID, k.Organization)
+				}
+			}
+			if !slices.ContainsFunc(list.Keys, func(k wire.Key) bool { return k.ID == orgB.DefaultKeyID }) {
+				t.Errorf("B's list lacks B's default key %s: %+v", orgB.DefaultKeyID, list.Keys)
+			}
+			if list, err := b.ListKeys(ctx, client.ListKeysOptions{Tag: "team:a"}); err != nil || len(list.Keys) != 0 {
+				t.Errorf("B's list of A's tag: %+v, %v; want none", list.Keys, err)
+			}
+			if d, err := b.GetKey(ctx, "default"); err != nil || d.ID != orgB.DefaultKeyID {
+				t.Errorf("B's default key: %s, %v; want %s", d.ID, err, orgB.DefaultKeyID)
+			}
+
+			for _, id := range []string{kA.ID, a.Org.DefaultKeyID} {
+				swap := []string{id, missingKeyID}
+				_, got := b.GetKey(ctx, id)
+				_, want := b.GetKey(ctx, missingKeyID)
+				sameAnswer(t, "get A's key", got, want, swap...)
+				wantRefused(t, "get A's key", got, http.StatusNotFound, wire.CodeKeyNotFound)
+				_, got = b.KeyVersions(ctx, id)
+				_, want = b.KeyVersions(ctx, missingKeyID)
+				sameAnswer(t, "versions of A's key", got, want, swap...)
+				_, got = b.Encrypt(ctx, id, wire.EncryptRequest{Plaintext: []byte("x")})
+				_, want = b.Encrypt(ctx, missingKeyID, wire.EncryptRequest{Plaintext: []byte("x")})
+				sameAnswer(t, "encrypt under A's key", got, want, swap...)
+				_, got = b.GenerateDataKey(ctx, id, wire.GenerateDataKeyRequest{})
+				_, want = b.GenerateDataKey(ctx, missingKeyID, wire.GenerateDataKeyRequest{})
+				sameAnswer(t, "data key under A's key", got, want, swap...)
+				_, got = b.DecryptWithKey(ctx, id, wire.DecryptRequest{Ciphertext: ctA.Ciphertext, EncryptionContext: ec})
+				_, want = b.DecryptWithKey(ctx, missingKeyID, wire.DecryptRequest{Ciphertext: ctA.Ciphertext, EncryptionContext: ec})
+				sameAnswer(t, "decrypt naming A's key", got, want, swap...)
+				_, got = b.ReEncryptWithKey(ctx, id, wire.ReEncryptRequest{Ciphertext: ctA.Ciphertext, EncryptionContext: ec})
+				_, want = b.ReEncryptWithKey(ctx, missingKeyID, wire.ReEncryptRequest{Ciphertext: ctA.Ciphertext, EncryptionContext: ec})
+				sameAnswer(t, "re-encrypt naming A's key", got, want, swap...)
+				_, got = b.ReEncrypt(ctx, wire.ReEncryptRequest{Ciphertext: ctB.Ciphertext, DestinationKeyID: id})
+				_, want = b.ReEncrypt(ctx, wire.ReEncryptRequest{Ciphertext: ctB.Ciphertext, DestinationKeyID: missingKeyID})
+				sameAnswer(t, "re-encrypt to A's key", got, want, swap...)
+				_, got = b.RotateKey(ctx, id)
+				_, want = b.RotateKey(ctx, missingKeyID)
+				sameAnswer(t, "rotate A's key", got, want, swap...)
+				_, got = b.DisableKey(ctx, id)
+				_, want = b.DisableKey(ctx, missingKeyID)
+				sameAnswer(t, "disable A's key", got, want, swap...)
+				_, got = b.ScheduleDeletion(ctx, id, 7*24*time.Hour)
+				_, want = b.ScheduleDeletion(ctx, missingKeyID, 7*24*time.Hour)
+				sameAnswer(t, "schedule the deletion of A's key", got, want, swap...)
+			}
+			// A's ciphertexts are garbage to B, whether the key comes
+			// from the ciphertext or not.
+			for name, ct := range map[string]wire.EncryptResponse{"A's key": ctA, "A's default key": ctDefA} {
+				_, got := b.Decrypt(ctx, wire.DecryptRequest{Ciphertext: ct.Ciphertext, EncryptionContext: ec})
+				_, want := b.Decrypt(ctx, wire.DecryptRequest{Ciphertext: garbage, EncryptionContext: ec})
+				sameAnswer(t, "decrypt a ciphertext of "+name, got, want)
+				wantRefused(t, "decrypt a ciphertext of "+name, got, http.StatusUnprocessableEntity, wire.CodeDecryptFailed)
+				_, got = b.ReEncrypt(ctx, wire.ReEncryptRequest{Ciphertext: ct.Ciphertext, EncryptionContext: ec, DestinationKeyID: own.ID})
+				_, want = b.ReEncrypt(ctx, wire.ReEncryptRequest{Ciphertext: garbage, EncryptionContext: ec, DestinationKeyID: own.ID})
+				sameAnswer(t, "re-encrypt a ciphertext of "+name, got, want)
+			}
+			// Nor do B's tokens reach A's organization record.
+			_, got := b.GetOrganization(ctx, a.Org.ID)
+			_, want := b.GetOrganization(ctx, "no-such-org")
+			sameAnswer(t, "B gets A's organization", got, want, a.Org.ID, "no-such-org")
+			_, got = b.ListTokens(ctx, a.Org.Name)
+			_, want = b.ListTokens(ctx, "no-such-org")
+			sameAnswer(t, "B lists A's tokens", got, want, a.Org.Name, "no-such-org")
+		})
+	}
+
+	// A's key is as A left it, and opens A's ciphertexts in every zone.
+	got, err := adminA.GetKey(ctx, kA.ID)
+	if err != nil || got.State != "enabled" || got.CurrentVersion != 1 || got.PendingVersion != 0 || got.Description != "" {
+		t.Fatalf("A's key after B's attempts: %+v, %v", got, err)
+	}
+	for _, z := range zones {
+		dec, err := tokenClient(t, z, a.Token).Decrypt(ctx, wire.DecryptRequest{Ciphertext: ctA.Ciphertext, EncryptionContext: ec})
+		if err != nil || string(dec.Plaintext) != "a's secret" {
+			t.Fatalf("A decrypts its ciphertext in %s: %q, %v", z.Zone(), dec.Plaintext, err)
+		}
+	}
+	t.Logf("organization %s saw none of %s's keys in zone-a and zone-b", orgB.ID, a.Org.ID)
+}
+
+// TestTenancy_Roles: each role may call its routes and is refused the
+// others with 403 forbidden, in the home zone and in another zone; the
+// operator manages organizations and tokens but uses no organization's
+// keys; an org-admin can't reach another organization's tokens (404).
+func TestTenancy_Roles(t *testing.T) {
+	t.Parallel()
+	zones := tenancyZones(t, 2)
+	ctx := testCtx(t, 90*time.Second)
+	a := zones[0]
+	org := a.Org.ID
+	admin := tokenClient(t, a, a.Token)
+	k, err := admin.CreateKey(ctx, wire.CreateKeyRequest{Name: "roles", ReplicaZones: []string{"zone-b"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitConverged(t, zones, a, k.ID)
+	enc, err := admin.Encrypt(ctx, k.ID, wire.EncryptRequest{Plaintext: []byte("for the roles")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	secrets := map[string]string{}
+	for _, role := range []string{"key-admin", "crypto-user", "auditor"} {
+		secrets[role] = newToken(t, ctx, zones, admin, org, wire.CreateTokenRequest{Role: role}).Secret
+	}
+	// Another organization, with a token of its own.
+	orgB, secretB := newOrganization(t, zones, "roles-b")
+	tokB := newToken(t, ctx, zones, tokenClient(t, a, secretB), orgB.ID, wire.CreateTokenRequest{Role: "auditor"})
+
+	for _, z := range zones {
+		t.Run(z.Zone(), func(t *testing.T) {
+			// crypto-user: crypto only.
+			cu := tokenClient(t, z, secrets["crypto-user"])
+			e, err := cu.Encrypt(ctx, k.ID, wire.EncryptRequest{Plaintext: []byte("x")})
+			wantOK(t, "crypto-user encrypts", err)
+			_, err = cu.Decrypt(ctx, wire.DecryptRequest{Ciphertext: e.Ciphertext})
+			wantOK(t, "crypto-user decrypts", err)
+			_, err = cu.GenerateDataKey(ctx, k.ID, wire.GenerateDataKeyRequest{})
+			wantOK(t, "crypto-user makes a data key", err)
+			_, err = cu.ReEncrypt(ctx, wire.ReEncryptRequest{Ciphertext: enc.Ciphertext})
+			wantOK(t, "crypto-user re-encrypts", err)
+			_, err = cu.RotateKey(ctx, k.ID)
+			wantForbidden(t, "crypto-user rotates", err)
+			_, err = cu.ScheduleDeletion(ctx, k.ID, 7*24*time.Hour)
+			wantForbidden(t, "crypto-user schedules a deletion", err)
+			_, err = cu.DisableKey(ctx, k.ID)
+			wantForbidden(t, "crypto-user disables", err)
+			_, err = cu.CreateKey(ctx, wire.CreateKeyRequest{Name: "by-crypto-user"})
+			wantForbidden(t, "crypto-user creates a key", err)
+			_, err = cu.GetKey(ctx, k.ID)
+			wantForbidden(t, "crypto-user reads a key", err)
+			_, err = cu.ListKeys(ctx, client.ListKeysOptions{})
+			wantForbidden(t, "crypto-user lists keys", err)
+			_, err = cu.KeyVersions(ctx, k.ID)
+			wantForbidden(t, "crypto-user lists versions", err)
+			_, err = cu.ListTokens(ctx, org)
+			wantForbidden(t, "crypto-user lists tokens", err)
+			_, err = cu.CreateToken(ctx, org, wire.CreateTokenRequest{Role: "org-admin"})
+			wantForbidden(t, "crypto-user creates a token", err)
+
+			// key-admin: lifecycle and reads, no crypto.
+			ka := tokenClient(t, z, secrets["key-admin"])
+			_, err = ka.Encrypt(ctx, k.ID, wire.EncryptRequest{Plaintext: []byte("x")})
+			wantForbidden(t, "key-admin encrypts", err)
+			_, err = ka.Decrypt(ctx, wire.DecryptRequest{Ciphertext: enc.Ciphertext})
+			wantForbidden(t, "key-admin decrypts", err)
+			_, err = ka.DecryptWithKey(ctx, k.ID, wire.DecryptRequest{Ciphertext: enc.Ciphertext})
+			wantForbidden(t, "key-admin decrypts naming the key", err)
+			_, err = ka.GenerateDataKey(ctx, k.ID, wire.GenerateDataKeyRequest{})
+			wantForbidden(t, "key-admin makes a data key", err)
+			_, err = ka.ReEncrypt(ctx, wire.ReEncryptRequest{Ciphertext: enc.Ciphertext})
+			wantForbidden(t, "key-admin re-encrypts", err)
+			_, err = ka.GetKey(ctx, k.ID)
+			wantOK(t, "key-admin reads a key", err)
+			_, err = ka.UpdateKey(ctx, k.ID, wire.UpdateKeyRequest{Description: ptr("by the key-admin in " + z.Zone())})
+			wantOK(t, "key-admin updates a key", err)
+			mine, err := ka.CreateKey(ctx, wire.CreateKeyRequest{Name: "by-key-admin"})
+			wantOK(t, "key-admin creates a key", err)
+			if err == nil {
+				_, err = ka.RotateKey(ctx, mine.ID)
+				wantOK(t, "key-admin rotates", err)
+			}
+			_, err = ka.CreateToken(ctx, org, wire.CreateTokenRequest{Role: "crypto-user"})
+			wantForbidden(t, "key-admin creates a token", err)
+			_, err = ka.ListTokens(ctx, org)
+			wantForbidden(t, "key-admin lists tokens", err)
+
+			// auditor: reads keys and tokens, changes nothing, no crypto.
+			au := tokenClient(t, z, secrets["auditor"])
+			list, err := au.ListKeys(ctx, client.ListKeysOptions{})
+			wantOK(t, "auditor lists keys", err)
+			if !slices.ContainsFunc(list.Keys, func(w wire.Key) bool { return w.ID == k.ID }) {
+				t.Errorf("the auditor's list lacks %s", k.ID)
+			}
+			_, err = au.GetKey(ctx, k.ID)
+			wantOK(t, "auditor reads a key", err)
+			_, err = au.KeyVersions(ctx, k.ID)
+			wantOK(t, "auditor lists versions", err)
+			toks, err := au.ListTokens(ctx, org)
+			wantOK(t, "auditor lists tokens", err)
+			if len(toks.Tokens) < 4 {
+				t.Errorf("the auditor lists %d tokens, want at least 4", len(toks.Tokens))
+			}
+			_, err = au.CreateKey(ctx, wire.CreateKeyRequest{Name: "by-auditor"})
+			wantForbidden(t, "auditor creates a key", err)
+			_, err = au.RotateKey(ctx, k.ID)
+			wantForbidden(t, "auditor rotates", err)
+			_, err = au.DisableKey(ctx, k.ID)
+			wantForbidden(t, "auditor disables", err)
+			_, err = au.UpdateKey(ctx, k.ID, wire.UpdateKeyRequest{Description: ptr("by the auditor")})
+			wantForbidden(t, "auditor updates", err)
+			_, err = au.ScheduleDeletion(ctx, k.ID, 7*24*time.Hour)
+			wantForbidden(t, "auditor schedules a deletion", err)
+			_, err = au.Encrypt(ctx, k.ID, wire.EncryptRequest{Plaintext: []byte("x")})
+			wantForbidden(t, "auditor encrypts", err)
+			_, err = au.Decrypt(ctx, wire.DecryptRequest{Ciphertext: enc.Ciphertext})
+			wantForbidden(t, "auditor decrypts", err)
+			_, err = au.GenerateDataKey(ctx, k.ID, wire.GenerateDataKeyRequest{})
+			wantForbidden(t, "auditor makes a data key", err)
+			_, err = au.CreateToken(ctx, org, wire.CreateTokenRequest{Role: "auditor"})
+			wantForbidden(t, "auditor creates a token", err)
+			_, err = au.RevokeToken(ctx, org, toks.Tokens[0].ID)
+			wantForbidden(t, "auditor revokes a token", err)
+
+			// The operator: organizations and tokens, no keys.
+			op := tokenClient(t, z, a.OperatorToken)
+			_, err = op.ListKeys(ctx, client.ListKeysOptions{})
+			wantForbidden(t, "operator lists keys", err)
+			_, err = op.GetKey(ctx, k.ID)
+			wantForbidden(t, "operator reads a key", err)
+			_, err = op.CreateKey(ctx, wire.CreateKeyRequest{Name: "by-operator"})
+			wantForbidden(t, "operator creates a key", err)
+			_, err = op.Encrypt(ctx, k.ID, wire.EncryptRequest{Plaintext: []byte("x")})
+			wantForbidden(t, "operator encrypts", err)
+			_, err = op.Decrypt(ctx, wire.DecryptRequest{Ciphertext: enc.Ciphertext})
+			wantForbidden(t, "operator decrypts", err)
+			_, err = op.Encrypt(ctx, "default", wire.EncryptRequest{Plaintext: []byte("x")})
+			wantForbidden(t, "operator encrypts under \"default\"", err)
+			orgs, err := op.ListOrganizations(ctx)
+			wantOK(t, "operator lists organizations", err)
+			if len(orgs.Organizations) < 2 {
+				t.Errorf("the operator lists %d organizations, want at least 2", len(orgs.Organizations))
+			}
+			// Created through this zone (forwarded to the home zone from
+			// zone-b).
+			made, err := op.CreateOrganization(ctx, wire.CreateOrganizationRequest{Name: "by-operator-in-" + z.Zone()})
+			wantOK(t, "operator creates an organization", err)
+			if err == nil {
+				tok, err := op.CreateToken(ctx, made.ID, wire.CreateTokenRequest{Role: "org-admin"})
+				wantOK(t, "operator creates a token of the new organization", err)
+				if err == nil {
+					z.WaitToken(tok.Secret, 30*time.Second)
+				}
+			}
+			opTok, err := op.CreateToken(ctx, org, wire.CreateTokenRequest{Role: "auditor", Description: "by the operator"})
+			wantOK(t, "operator creates a token of the test organization", err)
+			if err == nil {
+				_, err = op.RevokeToken(ctx, org, opTok.ID)
+				wantOK(t, "operator revokes a token of the test organization", err)
+			}
+			who, err := op.WhoAmI(ctx)
+			if err != nil || !who.Operator || who.Organization != "" || who.Role != "operator" {
+				t.Errorf("operator's whoami: %+v, %v", who, err)
+			}
+
+			// org-admin: its own organization only.
+			oa := tokenClient(t, z, a.Token)
+			_, err = oa.CreateOrganization(ctx, wire.CreateOrganizationRequest{Name: "by-org-admin-" + z.Zone()})
+			wantForbidden(t, "org-admin creates an organization", err)
+			_, err = oa.ListOrganizations(ctx)
+			wantForbidden(t, "org-admin lists organizations", err)
+			_, err = oa.UpdateOrganization(ctx, org, wire.UpdateOrganizationRequest{KeyQuota: ptr(5)})
+			wantForbidden(t, "org-admin changes its quota", err)
+			_, err = oa.Peers(ctx)
+			wantForbidden(t, "org-admin lists peers", err)
+			for _, ref := range []string{orgB.ID, orgB.Name} {
+				_, err = oa.ListTokens(ctx, ref)
+				wantRefused(t, "org-admin lists B's tokens", err, http.StatusNotFound, wire.CodeOrganizationNotFound)
+				_, err = oa.CreateToken(ctx, ref, wire.CreateTokenRequest{Role: "org-admin"})
+				wantRefused(t, "org-admin creates a token in B", err, http.StatusNotFound, wire.CodeOrganizationNotFound)
+				_, err = oa.RevokeToken(ctx, ref, tokB.ID)
+				wantRefused(t, "org-admin revokes B's token", err, http.StatusNotFound, wire.CodeOrganizationNotFound)
+				_, err = oa.GetOrganization(ctx, ref)
+				wantRefused(t, "org-admin reads B", err, http.StatusNotFound, wire.CodeOrganizationNotFound)
+			}
+			// B's token id under A's own path: no such token of A.
+			_, err = oa.RevokeToken(ctx, org, tokB.ID)
+			_, want := oa.RevokeToken(ctx, org, "00000000deadbeef")
+			sameAnswer(t, "org-admin revokes B's token under its own organization", err, want, tokB.ID, "00000000deadbeef")
+			wantRefused(t, "org-admin revokes B's token under its own organization", err, http.StatusNotFound, wire.CodeTokenNotFound)
+			if _, err := tokenClient(t, z, tokB.Secret).WhoAmI(ctx); err != nil {
+				t.Errorf("B's token after A's attempts: %v", err)
+			}
+		})
+	}
+	// Nothing the refused calls asked for happened.
+	got, err := admin.GetKey(ctx, k.ID)
+	if err != nil || got.State != "enabled" || got.CurrentVersion != 1 || got.PendingVersion != 0 || !strings.HasPrefix(got.Description, "by the key-admin") {
+		t.Fatalf("the key after the refused calls: %+v, %v", got, err)
+	}
+	if o, err := tokenClient(t, a, a.OperatorToken).GetOrganization(ctx, org); err != nil || o.KeyQuota == 5 {
+		t.Fatalf("the organization after the refused calls: %+v, %v", o, err)
+	}
+}
+
+// TestTenancy_RestrictedCryptoUser: a crypto-user token limited to key
+// ids, or to tags, uses those keys and is refused every other key of its
+// organization (403 forbidden) in every zone, the key named or read from
+// the ciphertext, as source or destination of a re-encrypt.
+func TestTenancy_RestrictedCryptoUser(t *testing.T) {
+	t.Parallel()
+	zones := tenancyZones(t, 3)
+	ctx := testCtx(t, 90*time.Second)
+	a := zones[0]
+	org := a.Org.ID
+	admin := tokenClient(t, a, a.Token)
+	everywhere := []string{"zone-b", "zone-c"}
+	named, err := admin.CreateKey(ctx, wire.CreateKeyRequest{Name: "named", ReplicaZones: everywhere})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tagged, err := admin.CreateKey(ctx, wire.CreateKeyRequest{Name: "tagged", Tags: []string{"team:pay"}, ReplicaZones: everywhere})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := admin.CreateKey(ctx, wire.CreateKeyRequest{Name: "other", Tags: []string{"team:ops"}, ReplicaZones: everywhere})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []wire.Key{named, tagged, other} {
+		waitConverged(t, zones, a, k.ID)
+	}
+	byID := newToken(t, ctx, zones, admin, org, wire.CreateTokenRequest{Role: "crypto-user", KeyIDs: []string{named.ID, "default"}})
+	if !slices.Equal(byID.KeyIDs, sortedStrings(named.ID, a.Org.DefaultKeyID)) {
+		t.Errorf("the token's key ids: %v, want %s and the default key %s", byID.KeyIDs, named.ID, a.Org.DefaultKeyID)
+	}
+	byTag := newToken(t, ctx, zones, admin, org, wire.CreateTokenRequest{Role: "crypto-user", Tags: []string{"team:pay"}})
+	cts := map[string][]byte{}
+	for _, k := range []wire.Key{named, tagged, other} {
+		e, err := admin.Encrypt(ctx, k.ID, wire.EncryptRequest{Plaintext: []byte("under " + k.Name)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cts[k.Name] = e.Ciphertext
+	}
+	for _, z := range zones {
+		t.Run(z.Zone(), func(t *testing.T) {
+			for _, tc := range []struct {
+				name    string
+				secret  string
+				allowed wire.Key
+			}{{"by key id", byID.Secret, named}, {"by tag", byTag.Secret, tagged}} {
+				cl := tokenClient(t, z, tc.secret)
+				if e, err := cl.Encrypt(ctx, tc.allowed.ID, wire.EncryptRequest{Plaintext: []byte("x")}); err != nil {
+					t.Errorf("%s: encrypt under its key: %v", tc.name, err)
+				} else if _, err := cl.Decrypt(ctx, wire.DecryptRequest{Ciphertext: e.Ciphertext}); err != nil {
+					t.Errorf("%s: decrypt its own ciphertext: %v", tc.name, err)
+				}
+				if _, err := cl.Decrypt(ctx, wire.DecryptRequest{Ciphertext: cts[tc.allowed.Name]}); err != nil {
+					t.Errorf("%s: decrypt the admin's ciphertext of its key: %v", tc.name, err)
+				}
+				_, err := cl.Encrypt(ctx, other.ID, wire.EncryptRequest{Plaintext: []byte("x")})
+				wantForbidden(t, tc.name+": encrypt under another key", err)
+				_, err = cl.GenerateDataKey(ctx, other.ID, wire.GenerateDataKeyRequest{})
+				wantForbidden(t, tc.name+": data key under another key", err)
+				_, err = cl.Decrypt(ctx, wire.DecryptRequest{Ciphertext: cts["other"]})
+				wantForbidden(t, tc.name+": decrypt another key's ciphertext", err)
+				_, err = cl.DecryptWithKey(ctx, other.ID, wire.DecryptRequest{Ciphertext: cts["other"]})
+				wantForbidden(t, tc.name+": decrypt naming another key", err)
+				_, err = cl.ReEncrypt(ctx, wire.ReEncryptRequest{Ciphertext: cts["other"], DestinationKeyID: tc.allowed.ID})
+				wantForbidden(t, tc.name+": re-encrypt from another key", err)
+				_, err = cl.ReEncrypt(ctx, wire.ReEncryptRequest{Ciphertext: cts[tc.allowed.Name], DestinationKeyID: other.ID})
+				wantForbidden(t, tc.name+": re-encrypt to another key", err)
+			}
+			// "default" in the token's key ids names the default key.
+			cl := tokenClient(t, z, byID.Secret)
+			if _, err := cl.Encrypt(ctx, "default", wire.EncryptRequest{Plaintext: []byte("x")}); err != nil {
+				t.Errorf("by key id: encrypt under the default key it names: %v", err)
+			}
+			_, err := tokenClient(t, z, byTag.Secret).Encrypt(ctx, "default", wire.EncryptRequest{Plaintext: []byte("x")})
+			wantForbidden(t, "by tag: encrypt under the default key", err)
+			_, err = cl.Encrypt(ctx, tagged.ID, wire.EncryptRequest{Plaintext: []byte("x")})
+			wantForbidden(t, "by key id: encrypt under the tagged key", err)
+		})
+	}
+}
+
+func sortedStrings(v ...string) []string {
+	slices.Sort(v)
+	return v
+}

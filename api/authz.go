@@ -232,9 +232,11 @@ func (r *rateLimits) take(o *fsm.Organization) (time.Duration, bool) {
 		return 0, true
 	}
 	burst = max(burst, 1)
-	now := r.now()
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	// Read the clock under the lock, so that the bucket's time never goes
+	// backwards between concurrent requests.
+	now := r.now()
 	b := r.buckets[o.ID]
 	if b == nil {
 		b = &bucket{tokens: burst, last: now}

@@ -77,6 +77,11 @@ func isHomeUnreachable(err error) bool {
 	return ok
 }
 
+func isHomeOutcomeUnknown(err error) bool {
+	_, ok := errors.AsType[*errHomeOutcomeUnknown](err)
+	return ok
+}
+
 func isPrimaryUnreachable(err error) bool {
 	_, ok := errors.AsType[*primaryUnreachableError](err)
 	return ok
@@ -152,6 +157,7 @@ var errorTable = []errorRule{
 	{match: is(cluster.ErrNotCaughtUp), status: http.StatusServiceUnavailable, code: wire.CodeUnavailable, message: "this node has not caught up with the index the request asks for, retry later", retryAfter: true},
 	{match: is(errAuditUnavailable), status: http.StatusServiceUnavailable, code: wire.CodeUnavailable, retryAfter: true},
 	{match: isHomeUnreachable, status: http.StatusServiceUnavailable, code: wire.CodeUnavailable, retryAfter: true},
+	{match: isHomeOutcomeUnknown, status: http.StatusServiceUnavailable, code: wire.CodeUnavailable, retryAfter: true},
 	{match: is(keys.ErrNotHomeZone), status: http.StatusServiceUnavailable, code: wire.CodeUnavailable},
 	{match: is(errNodeRemoved), status: http.StatusServiceUnavailable, code: wire.CodeUnavailable},
 	{match: is(errForwardOutcomeUnknown), status: http.StatusServiceUnavailable, code: wire.CodeUnavailable, retryAfter: true},

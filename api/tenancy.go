@@ -67,8 +67,19 @@ func (s *server) forwardToHome(c *gin.Context) {
 		c.Error(&errHomeUnreachable{zone: s.homeZone})
 	case c.Writer.Written():
 	default:
-		c.Error(errForwardOutcomeUnknown)
+		c.Error(&errHomeOutcomeUnknown{zone: s.homeZone})
 	}
+}
+
+// errHomeOutcomeUnknown: the home zone may have received the change, but
+// its answer was lost. Tenancy changes take no Idempotency-Key, so the
+// caller is told to look before retrying (a retried token creation would
+// make a second token).
+type errHomeOutcomeUnknown struct{ zone string }
+
+func (e *errHomeOutcomeUnknown) Error() string {
+	return "the home zone " + e.zone + " did not answer the forwarded change: the outcome is unknown; " +
+		"list the organizations or tokens before retrying"
 }
 
 // orgParam resolves the path's organization (an id or a name). An

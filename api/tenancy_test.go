@@ -1,6 +1,7 @@
 package api_test
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -257,6 +258,15 @@ func TestTenancy_ForwardToHome(t *testing.T) {
 	}
 	if _, err := e.tenants.Organization(t.Context(), "acme"); err == nil {
 		t.Error("the organization was created here while the home zone was away")
+	}
+	// A forward that may have reached the home zone has an unknown
+	// outcome: 503, and no advice to retry blindly (tenancy changes take
+	// no Idempotency-Key).
+	f.err = errors.New("forward to a1: read: connection reset by peer")
+	rec := e.do(t, "POST", "/v1/orgs/default/tokens", `{"role":"auditor"}`)
+	b := apiError(t, rec, http.StatusServiceUnavailable)
+	if b.Code != wire.CodeUnavailable || !strings.Contains(b.Message, "home zone zone-a") || strings.Contains(b.Message, "Idempotency-Key") {
+		t.Errorf("outcome unknown: got %+v", b)
 	}
 	// Tokens keep working while the home zone is away.
 	if rec := e.do(t, "GET", "/v1/keys", ""); rec.Code != http.StatusOK {

@@ -85,6 +85,17 @@ func auditKey(c *gin.Context, id string, version uint32) {
 	c.Set(auditKeyKey{}, auditedKey{id: id, version: version})
 }
 
+// auditOrgKey holds the id of the organization an operator's call acted
+// on, for its audit record.
+type auditOrgKey struct{}
+
+// auditOrg tells the audit record which organization the call acted on,
+// so that an operator's call naming it by name is recorded under its id,
+// like the calls of its own tokens.
+func auditOrg(c *gin.Context, id string) {
+	c.Set(auditOrgKey{}, id)
+}
+
 // audit records one event per call of the route it guards, after the
 // call, whatever its outcome: it runs before authentication, so calls
 // refused for a missing or wrong token are recorded too, and it records a
@@ -143,8 +154,12 @@ func (s *server) recordAudit(c *gin.Context, pol policy, start time.Time, status
 	if z := c.Param("zone"); z != "" {
 		e.TargetZone = auditParam(z)
 	}
-	if o := c.Param("org"); o != "" && e.Organization == "" {
-		e.Organization = auditParam(o)
+	if e.Organization == "" {
+		if v, ok := c.Get(auditOrgKey{}); ok {
+			e.Organization = v.(string)
+		} else if o := c.Param("org"); o != "" {
+			e.Organization = auditParam(o)
+		}
 	}
 	if err := s.auditSink.Record(e); err != nil {
 		// The call has been carried out: say loudly that its record is

@@ -417,3 +417,30 @@ func TestAudit_FailClosed(t *testing.T) {
 		t.Errorf("records written: got %q, want %q", got, want)
 	}
 }
+
+// TestAudit_OperatorCallsNameTheOrganization: an operator's call on an
+// organization is recorded under the organization's id, also when the
+// path names it by name, so that filtering the log by organization finds
+// it; a reference that resolves to nothing is recorded as given.
+func TestAudit_OperatorCallsNameTheOrganization(t *testing.T) {
+	e, buf := newAuditEnv(t)
+	acme := decode[wire.Organization](t, e.asOperator(t, "POST", "/v1/orgs", `{"name":"acme"}`))
+	e.asOperator(t, "POST", "/v1/orgs/acme/tokens", `{"role":"auditor"}`)
+	e.asOperator(t, "GET", "/v1/orgs/acme", "")
+	e.asOperator(t, "GET", "/v1/orgs/nope/tokens", "")
+	e.asOperator(t, "GET", "/v1/orgs", "")
+	var got []string
+	for _, l := range auditLines(t, buf) {
+		got = append(got, l.Operation+" "+l.Organization+" "+l.Role)
+	}
+	want := []string{
+		"create-organization " + acme.ID + " operator",
+		"create-token " + acme.ID + " operator",
+		"get-organization " + acme.ID + " operator",
+		"list-tokens nope operator",
+		"list-organizations  operator",
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("records: got %q, want %q", got, want)
+	}
+}

@@ -541,3 +541,28 @@ func TestAuthz_UnknownRoleDenied(t *testing.T) {
 		}
 	}
 }
+
+// TestAuthz_SnapshotOperatorOnly: the snapshot holds every organization's
+// wrapped keys: only the operator saves or restores it.
+func TestAuthz_SnapshotOperatorOnly(t *testing.T) {
+	e := roleEnv(t)
+	e.cluster.Archive = []byte("archive bytes")
+	for _, s := range []string{testToken, keyAdminToken, cryptoUserToken, auditorToken} {
+		for _, m := range []string{"GET", "PUT"} {
+			if b := apiError(t, e.as(t, s, m, "/v1/cluster/snapshot", "x"), http.StatusForbidden); b.Code != wire.CodeForbidden {
+				t.Errorf("%s snapshot with %s: got %+v, want %s", m, s, b, wire.CodeForbidden)
+			}
+		}
+	}
+	if e.cluster.Restored != nil {
+		t.Error("a refused restore reached the cluster")
+	}
+	rec := e.asOperator(t, "GET", "/v1/cluster/snapshot", "")
+	if rec.Code != http.StatusOK || rec.Body.String() != "archive bytes" {
+		t.Errorf("operator save: got %d %q", rec.Code, rec.Body)
+	}
+	// The operator's restore reaches the cluster, which judges the archive.
+	if b := apiError(t, e.asOperator(t, "PUT", "/v1/cluster/snapshot", "not an archive"), http.StatusBadRequest); b.Code != wire.CodeInvalidSnapshot {
+		t.Errorf("operator restore of garbage: got %+v, want %s", b, wire.CodeInvalidSnapshot)
+	}
+}

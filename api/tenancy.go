@@ -94,7 +94,11 @@ func (s *server) orgParam(c *gin.Context) (*fsm.Organization, error) {
 		}
 		return nil, fmt.Errorf("organization %s: %w", auditParam(ref), fsm.ErrOrganizationNotFound)
 	}
-	return s.tenants.Organization(c.Request.Context(), ref)
+	o, err := s.tenants.Organization(c.Request.Context(), ref)
+	if err == nil {
+		auditOrg(c, o.ID)
+	}
+	return o, err
 }
 
 func (s *server) whoami(c *gin.Context) {
@@ -119,6 +123,7 @@ func (s *server) createOrganization(c *gin.Context) {
 		c.Error(err)
 		return
 	}
+	auditOrg(c, o.ID)
 	c.JSON(http.StatusCreated, wireOrganization(o))
 }
 

@@ -566,3 +566,34 @@ func TestAuthz_SnapshotOperatorOnly(t *testing.T) {
 		t.Errorf("operator restore of garbage: got %+v, want %s", b, wire.CodeInvalidSnapshot)
 	}
 }
+
+// TestRouter_EveryRouteNeedsAToken: every route with a policy answers 401
+// to a request without a token or with an unknown one, before anything
+// reaches a service.
+func TestRouter_EveryRouteNeedsAToken(t *testing.T) {
+	e := newEnv(t)
+	_, policies, err := api.RoutesAndPolicies(api.Config{
+		Keys: apitest.NewKeys(), Cluster: apitest.NewCluster(), Tenants: apitest.NewTenants(), OperatorToken: operatorToken,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(policies) < 30 {
+		t.Fatalf("only %d routes with a policy", len(policies))
+	}
+	param := strings.NewReplacer(":id", "x", ":zone", "zone-b", ":org", "default", ":token", "tok001")
+	for r := range policies {
+		method, path, _ := strings.Cut(r, " ")
+		for _, auth := range []string{"", "Bearer unknown-token"} {
+			if rec := e.do(t, method, param.Replace(path), "{}", "Authorization", auth); rec.Code != http.StatusUnauthorized {
+				t.Errorf("%s with Authorization %q: got %d, want 401", r, auth, rec.Code)
+			}
+		}
+	}
+	if calls := e.keys.Calls(); len(calls) != 0 {
+		t.Errorf("unauthenticated calls reached the key service: %+v", calls)
+	}
+	if toks, _ := e.tenants.ListTokens(t.Context(), fsm.DefaultOrganization); len(toks) != 1 || toks[0].Revoked() {
+		t.Errorf("unauthenticated calls changed tokens: %+v", toks)
+	}
+}

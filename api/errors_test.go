@@ -48,6 +48,14 @@ func TestAPI_ErrorMapping(t *testing.T) {
 		{name: "raft timeout", err: cluster.ErrTimeout, status: 504, code: "timeout", message: "timed out waiting for raft"},
 		{name: "deadline", err: fmt.Errorf("read: %w", context.DeadlineExceeded), status: 504, code: "timeout", message: "request timed out"},
 		{name: "canceled", err: context.Canceled, status: 499, code: "canceled", message: "request canceled"},
+		{name: "key not allowed", err: fmt.Errorf("key k1: %w", keys.ErrKeyNotAllowed), status: 403, code: "forbidden"},
+		{name: "unauthenticated", err: keys.ErrUnauthenticated, status: 401, code: "unauthorized", message: "missing or invalid bearer token"},
+		{name: "quota", err: fmt.Errorf("key k2 of organization o1: 5 keys in zone-a, quota 5: %w", fsm.ErrQuotaExceeded), status: 409, code: "quota_exceeded"},
+		{name: "default key", err: fmt.Errorf("schedule deletion of k1: %w", fsm.ErrDefaultKey), status: 409, code: "default_key"},
+		{name: "organization not found", err: fmt.Errorf("organization o9: %w", fsm.ErrOrganizationNotFound), status: 404, code: "organization_not_found"},
+		{name: "organization exists", err: fmt.Errorf("organization acme: %w", fsm.ErrOrganizationExists), status: 409, code: "organization_exists"},
+		{name: "token not found", err: fmt.Errorf("token t1: %w", fsm.ErrTokenNotFound), status: 404, code: "token_not_found"},
+		{name: "not home zone", err: fmt.Errorf("this is zone zone-b, the home zone is zone-a: %w", keys.ErrNotHomeZone), status: 503, code: "unavailable"},
 		{name: "other", err: errors.New("bolt: disk on fire at /var/lib/secret"), status: 500, code: "internal", message: "internal error"},
 	}
 	for _, tt := range tests {

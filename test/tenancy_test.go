@@ -3,6 +3,7 @@ package test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"slices"
 	"strings"
@@ -822,5 +823,172 @@ func TestMultiZone_ReplicaSetThroughReplicaZone(t *testing.T) {
 	for _, ref := range []string{"default", a.Org.DefaultKeyID} {
 		_, err = clB.RemoveReplica(ctx, ref, "zone-c")
 		wantRefused(t, "remove zone-c from the default key through zone-b", err, http.StatusConflict, wire.CodeDefaultKey)
+	}
+}
+
+// TestTenancy_Quota: an organization with a key quota of 2 gets 409
+// quota_exceeded on its third key in a zone. The quota is per zone and
+// counts primaries only: the replicas of its keys in another zone, and
+// its default key, leave that zone's quota whole. Another organization
+// is not affected.
+func TestTenancy_Quota(t *testing.T) {
+	t.Parallel()
+	zones := tenancyZones(t, 2)
+	ctx := testCtx(t, 90*time.Second)
+	a, b := zones[0], zones[1]
+	op := tokenClient(t, a, a.OperatorToken)
+	q, err := op.CreateOrganization(ctx, wire.CreateOrganizationRequest{Name: "quota", KeyQuota: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if q.KeyQuota != 2 {
+		t.Fatalf("created with key_quota 2: %+v", q)
+	}
+	tok := newToken(t, ctx, zones, op, q.ID, wire.CreateTokenRequest{Role: "key-admin"})
+	inA, inB := tokenClient(t, a, tok.Secret), tokenClient(t, b, tok.Secret)
+
+	// Two keys in zone-a, both replicated to zone-b.
+	var ids []string
+	for i := range 2 {
+		k, err := inA.CreateKey(ctx, wire.CreateKeyRequest{Name: fmt.Sprintf("a-%d", i), ReplicaZones: []string{"zone-b"}})
+		if err != nil {
+			t.Fatalf("key %d of 2 in zone-a: %v", i+1, err)
+		}
+		ids = append(ids, k.ID)
+	}
+	_, err = inA.CreateKey(ctx, wire.CreateKeyRequest{Name: "a-2"})
+	wantRefused(t, "the third key in zone-a", err, http.StatusConflict, wire.CodeQuotaExceeded)
+	if apiErr, ok := errors.AsType[*client.Error](err); ok && !strings.Contains(apiErr.Message, "quota") {
+		t.Errorf("the refusal does not say why: %q", apiErr.Message)
+	}
+	for _, id := range ids {
+		waitConverged(t, zones, a, id)
+	}
+	if n := b.Nodes[0].Server().FSM().PrimaryKeyCount(q.ID); n != 0 {
+		t.Errorf("zone-b counts %d keys of the organization with only replicas and the default key there, want 0", n)
+	}
+	// zone-b holds the two replicas and the default key's, yet takes two
+	// keys of its own.
+	list, err := inB.ListKeys(ctx, client.ListKeysOptions{})
+	if err != nil || len(list.Keys) != 3 {
+		t.Fatalf("zone-b lists %d keys of the organization (%v), want its 2 replicas and the default key", len(list.Keys), err)
+	}
+	for i := range 2 {
+		if _, err := inB.CreateKey(ctx, wire.CreateKeyRequest{Name: fmt.Sprintf("b-%d", i)}); err != nil {
+			t.Fatalf("key %d of 2 in zone-b, which holds only replicas: %v", i+1, err)
+		}
+	}
+	_, err = inB.CreateKey(ctx, wire.CreateKeyRequest{Name: "b-2"})
+	wantRefused(t, "the third key in zone-b", err, http.StatusConflict, wire.CodeQuotaExceeded)
+	// Another organization is not affected.
+	if _, err := tokenClient(t, a, a.Token).CreateKey(ctx, wire.CreateKeyRequest{Name: "not-limited"}); err != nil {
+		t.Fatalf("the test organization in full zone-a: %v", err)
+	}
+	// A raised quota takes effect in every zone.
+	if _, err := op.UpdateOrganization(ctx, q.ID, wire.UpdateOrganizationRequest{KeyQuota: ptr(3)}); err != nil {
+		t.Fatal(err)
+	}
+	clustertest.WaitFor(t, 10*time.Second, "the raised quota to reach zone-b", func() bool {
+		o, ok := b.Nodes[0].Server().FSM().Organization(q.ID)
+		return ok && o.KeyQuota == 3
+	})
+	for _, cl := range []*client.Client{inA, inB} {
+		if _, err := cl.CreateKey(ctx, wire.CreateKeyRequest{Name: "third"}); err != nil {
+			t.Fatalf("a third key under the raised quota: %v", err)
+		}
+		_, err := cl.CreateKey(ctx, wire.CreateKeyRequest{Name: "fourth"})
+		wantRefused(t, "a fourth key under a quota of 3", err, http.StatusConflict, wire.CodeQuotaExceeded)
+	}
+}
+
+// TestTenancy_RateLimit: an organization limited to 2 requests/s with a
+// burst of 2 gets 429 rate_limited with Retry-After when it sends more,
+// on each node on its own budget; another organization on the same node
+// is unaffected, and the limited one is served again once it waited.
+func TestTenancy_RateLimit(t *testing.T) {
+	t.Parallel()
+	zones := tenancyZones(t, 2)
+	ctx := testCtx(t, 90*time.Second)
+	a, b := zones[0], zones[1]
+	op := tokenClient(t, a, a.OperatorToken)
+	r, err := op.CreateOrganization(ctx, wire.CreateOrganizationRequest{Name: "limited", RateLimit: 2, RateBurst: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.RateLimit != 2 || r.RateBurst != 2 {
+		t.Fatalf("created with rate limit 2/s burst 2: %+v", r)
+	}
+	tok := newToken(t, ctx, zones, op, r.ID, wire.CreateTokenRequest{Role: "org-admin"})
+	limited := tokenClient(t, a, tok.Secret)
+
+	// Ten calls at once: the bucket holds 2 and refills at 2/s, so most
+	// are refused.
+	const calls = 10
+	errs := make(chan error, calls)
+	for range calls {
+		go func() {
+			_, err := limited.ListKeys(ctx, client.ListKeysOptions{})
+			errs <- err
+		}()
+	}
+	served, refused := 0, 0
+	var retryAfter time.Duration
+	for range calls {
+		err := <-errs
+		if err == nil {
+			served++
+			continue
+		}
+		apiErr, ok := errors.AsType[*client.Error](err)
+		if !ok || apiErr.StatusCode != http.StatusTooManyRequests || apiErr.Code != wire.CodeRateLimited {
+			t.Fatalf("a call over the limit: got %v, want 429 rate_limited", err)
+		}
+		if apiErr.RetryAfter < time.Second {
+			t.Errorf("429 with Retry-After %s, want whole seconds, at least 1", apiErr.RetryAfter)
+		}
+		retryAfter = max(retryAfter, apiErr.RetryAfter)
+		refused++
+	}
+	t.Logf("%d calls at once: %d served, %d refused with Retry-After up to %s", calls, served, refused, retryAfter)
+	if served < 1 || refused < calls/2 {
+		t.Fatalf("%d served and %d refused of %d calls at once, want the burst served and most refused", served, refused, calls)
+	}
+	// The raw answer carries the header.
+	req, _ := http.NewRequestWithContext(ctx, "GET", a.Nodes[0].Addr()+"/v1/keys", nil)
+	req.Header.Set("Authorization", "Bearer "+tok.Secret)
+	var resp *http.Response
+	clustertest.WaitFor(t, 10*time.Second, "a 429 answer", func() bool {
+		if resp, err = http.DefaultClient.Do(req); err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusTooManyRequests
+	})
+	if ra := resp.Header.Get("Retry-After"); ra == "" || ra == "0" {
+		t.Errorf("429 with Retry-After %q", ra)
+	}
+
+	// The test organization on the same node, meanwhile, and the limited
+	// organization on another node, whose budget is its own.
+	other := tokenClient(t, a, a.Token)
+	for i := range 20 {
+		if _, err := other.ListKeys(ctx, client.ListKeysOptions{}); err != nil {
+			t.Fatalf("another organization's call %d on the same node: %v", i, err)
+		}
+	}
+	clustertest.WaitFor(t, 10*time.Second, "the limited organization served on zone-b's node", func() bool {
+		_, err := tokenClient(t, b, tok.Secret).ListKeys(ctx, client.ListKeysOptions{})
+		return err == nil
+	})
+	// The operator is not limited.
+	for range 10 {
+		if _, err := op.ListOrganizations(ctx); err != nil {
+			t.Fatalf("the operator: %v", err)
+		}
+	}
+	// Waiting as told is enough.
+	time.Sleep(retryAfter)
+	if _, err := limited.ListKeys(ctx, client.ListKeysOptions{}); err != nil {
+		t.Fatalf("after waiting Retry-After: %v", err)
 	}
 }

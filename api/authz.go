@@ -181,7 +181,7 @@ const defaultKeyID = "default"
 // defaultKeyAlias resolves "default" to the caller's default key.
 func defaultKeyAlias(c *gin.Context, id string) string {
 	if id == defaultKeyID {
-		if p := caller(c); p != nil && p.org != nil {
+		if p := caller(c); p != nil && p.org != nil && p.org.DefaultKeyID != "" {
 			return p.org.DefaultKeyID
 		}
 	}

@@ -475,6 +475,15 @@ func TestAuthz_DefaultKeyAlias(t *testing.T) {
 	if b := apiError(t, rec, http.StatusNotFound); b.Code != wire.CodeKeyNotFound {
 		t.Errorf("other organization's default: got %+v, want %s", b, wire.CodeKeyNotFound)
 	}
+	// An organization without a default key: "default" names no key.
+	e.tenants.Org("other").DefaultKeyID = ""
+	rec = e.as(t, "s3cret-other-crypto", "POST", "/v1/keys/default/encrypt", `{"plaintext":"aGk="}`)
+	if b := apiError(t, rec, http.StatusNotFound); b.Code != wire.CodeKeyNotFound {
+		t.Errorf("no default key: got %+v, want %s", b, wire.CodeKeyNotFound)
+	}
+	if p := e.keys.LastCall().Params.(keys.EncryptParams); p.KeyID != "default" {
+		t.Errorf("no default key: the service was asked for %q, want \"default\" as given", p.KeyID)
+	}
 }
 
 // TestRateLimit: an organization limited to 1 request/s with a burst of

@@ -2,16 +2,25 @@ package test
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/keyzone/keyzone/api/wire"
+	"github.com/keyzone/keyzone/audit"
 	"github.com/keyzone/keyzone/client"
+	kzcrypto "github.com/keyzone/keyzone/crypto"
+	"github.com/keyzone/keyzone/server"
 	"github.com/keyzone/keyzone/test/clustertest"
 )
 
@@ -990,5 +999,210 @@ func TestTenancy_RateLimit(t *testing.T) {
 	time.Sleep(retryAfter)
 	if _, err := limited.ListKeys(ctx, client.ListKeysOptions{}); err != nil {
 		t.Fatalf("after waiting Retry-After: %v", err)
+	}
+}
+
+// auditedCall sends one request with the caller's X-Request-Id and
+// returns the status and body.
+func auditedCall(t *testing.T, addr, method, path, token, requestID, body string) (int, []byte) {
+	t.Helper()
+	var rd io.Reader = http.NoBody
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, addr+path, rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	req.Header.Set("X-Request-Id", requestID)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := resp.Header.Get("X-Request-Id"); got != requestID {
+		t.Fatalf("%s %s: X-Request-Id %q, want the caller's %q", method, path, got, requestID)
+	}
+	return resp.StatusCode, b
+}
+
+// TestTenancy_AuditRecords runs a sequence of calls against a node whose
+// audit sink is a JSON file and finds exactly one line per call (matched
+// by the X-Request-Id sent), saying who called (organization, token id,
+// role), what (operation, key id and version) and how it ended; and no
+// line holds a plaintext, a ciphertext, a token secret, the operator
+// token or the root key.
+func TestTenancy_AuditRecords(t *testing.T) {
+	t.Parallel()
+	raw := randomBytes(t, 32)
+	rek, err := kzcrypto.NewREK(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "audit.log")
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() }) // after the node has stopped
+	z := clustertest.New(t, 1, clustertest.Options{Zone: "audit-z", REK: rek, NoOrganization: true,
+		Server: func(c *server.Config) { c.Audit = audit.NewJSONSink(f) }})
+	addr, opTok := z.Nodes[0].Addr(), z.OperatorToken
+	plaintext := "audit-plaintext-" + hex.EncodeToString(randomBytes(t, 8))
+	std := base64.StdEncoding.EncodeToString
+
+	type expect struct {
+		id, method, route, operation string
+		status                       int
+		outcome, code                string
+		org, tokenID, role           string
+		keyID                        string
+		keyVersion                   float64
+	}
+	var want []expect
+	n := 0
+	call := func(method, path, token, body string, status int) []byte {
+		t.Helper()
+		n++
+		id := fmt.Sprintf("audit-%02d", n)
+		got, b := auditedCall(t, addr, method, path, token, id, body)
+		if got != status {
+			t.Fatalf("%s %s: got %d %s, want %d", method, path, got, b, status)
+		}
+		return b
+	}
+	decode := func(b []byte, v any) {
+		t.Helper()
+		if err := json.Unmarshal(b, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	next := func(e expect) { e.id = fmt.Sprintf("audit-%02d", n); want = append(want, e) }
+
+	var o wire.Organization
+	decode(call("POST", "/v1/orgs", opTok, `{"name":"audited"}`, 201), &o)
+	// The record names the organization created.
+	next(expect{method: "POST", route: "/v1/orgs", operation: "create-organization", status: 201, outcome: "success", org: o.ID, role: "operator"})
+	var admin wire.CreatedToken
+	decode(call("POST", "/v1/orgs/"+o.ID+"/tokens", opTok, `{"role":"org-admin"}`, 201), &admin)
+	next(expect{method: "POST", route: "/v1/orgs/:org/tokens", operation: "create-token", status: 201, outcome: "success", org: o.ID, role: "operator"})
+	var k wire.Key
+	decode(call("POST", "/v1/keys", admin.Secret, `{"name":"audited","description":"not for the audit log"}`, 201), &k)
+	next(expect{method: "POST", route: "/v1/keys", operation: "create-key", status: 201, outcome: "success",
+		org: o.ID, tokenID: admin.ID, role: "org-admin", keyID: k.ID, keyVersion: 1})
+	var cu wire.CreatedToken
+	decode(call("POST", "/v1/orgs/"+o.ID+"/tokens", admin.Secret, `{"role":"crypto-user"}`, 201), &cu)
+	next(expect{method: "POST", route: "/v1/orgs/:org/tokens", operation: "create-token", status: 201, outcome: "success",
+		org: o.ID, tokenID: admin.ID, role: "org-admin"})
+	var enc1 wire.EncryptResponse
+	decode(call("POST", "/v1/keys/"+k.ID+"/encrypt", cu.Secret, `{"plaintext":"`+std([]byte(plaintext))+`"}`, 200), &enc1)
+	next(expect{method: "POST", route: "/v1/keys/:id/encrypt", operation: "encrypt", status: 200, outcome: "success",
+		org: o.ID, tokenID: cu.ID, role: "crypto-user", keyID: k.ID, keyVersion: 1})
+	call("POST", "/v1/decrypt", cu.Secret, `{"ciphertext":"`+std(enc1.Ciphertext)+`"}`, 200)
+	next(expect{method: "POST", route: "/v1/decrypt", operation: "decrypt", status: 200, outcome: "success",
+		org: o.ID, tokenID: cu.ID, role: "crypto-user", keyID: k.ID, keyVersion: 1})
+	call("POST", "/v1/keys/"+k.ID+"/rotate", admin.Secret, "", 200)
+	next(expect{method: "POST", route: "/v1/keys/:id/rotate", operation: "rotate-key", status: 200, outcome: "success",
+		org: o.ID, tokenID: admin.ID, role: "org-admin", keyID: k.ID, keyVersion: 2})
+	var enc2 wire.EncryptResponse
+	decode(call("POST", "/v1/keys/"+k.ID+"/encrypt", cu.Secret, `{"plaintext":"`+std([]byte(plaintext))+`"}`, 200), &enc2)
+	next(expect{method: "POST", route: "/v1/keys/:id/encrypt", operation: "encrypt", status: 200, outcome: "success",
+		org: o.ID, tokenID: cu.ID, role: "crypto-user", keyID: k.ID, keyVersion: 2})
+	call("POST", "/v1/keys/default/encrypt", cu.Secret, `{"plaintext":"`+std([]byte(plaintext))+`"}`, 200)
+	next(expect{method: "POST", route: "/v1/keys/:id/encrypt", operation: "encrypt", status: 200, outcome: "success",
+		org: o.ID, tokenID: cu.ID, role: "crypto-user", keyID: o.DefaultKeyID, keyVersion: 1})
+	wrong := "kzt_" + admin.ID + "_" + strings.Repeat("B", 43)
+	call("GET", "/v1/keys", wrong, "", 401)
+	next(expect{method: "GET", route: "/v1/keys", operation: "list-keys", status: 401, outcome: "denied", code: "unauthorized"})
+	call("POST", "/v1/keys/"+k.ID+"/rotate", cu.Secret, "", 403)
+	next(expect{method: "POST", route: "/v1/keys/:id/rotate", operation: "rotate-key", status: 403, outcome: "denied", code: "forbidden",
+		org: o.ID, tokenID: cu.ID, role: "crypto-user", keyID: k.ID})
+	call("GET", "/v1/keys/"+missingKeyID, admin.Secret, "", 404)
+	next(expect{method: "GET", route: "/v1/keys/:id", operation: "get-key", status: 404, outcome: "refused", code: "key_not_found",
+		org: o.ID, tokenID: admin.ID, role: "org-admin", keyID: missingKeyID})
+	call("POST", "/v1/decrypt", cu.Secret, `{"ciphertext":"`+std(enc2.Ciphertext[:40])+`"}`, 422)
+	next(expect{method: "POST", route: "/v1/decrypt", operation: "decrypt", status: 422, outcome: "refused", code: "decrypt_failed",
+		org: o.ID, tokenID: cu.ID, role: "crypto-user"})
+	call("GET", "/v1/keys", opTok, "", 403)
+	next(expect{method: "GET", route: "/v1/keys", operation: "list-keys", status: 403, outcome: "denied", code: "forbidden", role: "operator"})
+	call("DELETE", "/v1/orgs/"+o.ID+"/tokens/"+cu.ID, admin.Secret, "", 200)
+	next(expect{method: "DELETE", route: "/v1/orgs/:org/tokens/:token", operation: "revoke-token", status: 200, outcome: "success",
+		org: o.ID, tokenID: admin.ID, role: "org-admin"})
+	call("POST", "/v1/keys/"+k.ID+"/encrypt", cu.Secret, `{"plaintext":"`+std([]byte(plaintext))+`"}`, 401)
+	next(expect{method: "POST", route: "/v1/keys/:id/encrypt", operation: "encrypt", status: 401, outcome: "denied", code: "unauthorized",
+		keyID: k.ID})
+
+	// Every call's record, once it is written (after the answer).
+	var lines []map[string]any
+	clustertest.WaitFor(t, 10*time.Second, "a record of every call", func() bool {
+		lines = readAudit(t, path)
+		return len(lines) >= len(want)
+	})
+	if len(lines) != len(want) {
+		t.Errorf("%d audit lines for %d calls", len(lines), len(want))
+	}
+	byID := map[string][]map[string]any{}
+	for _, l := range lines {
+		id, _ := l["request_id"].(string)
+		byID[id] = append(byID[id], l)
+	}
+	for _, w := range want {
+		got := byID[w.id]
+		if len(got) != 1 {
+			t.Errorf("%s (%s %s): %d audit lines, want 1", w.id, w.method, w.route, len(got))
+			continue
+		}
+		l := got[0]
+		str := func(k string) string { s, _ := l[k].(string); return s }
+		num := func(k string) float64 { v, _ := l[k].(float64); return v }
+		if str("method") != w.method || str("route") != w.route || str("operation") != w.operation || num("status") != float64(w.status) ||
+			str("outcome") != w.outcome || str("code") != w.code {
+			t.Errorf("%s: got %s %s %s %v %s %s, want %s %s %s %d %s %s", w.id, str("method"), str("route"), str("operation"), l["status"],
+				str("outcome"), str("code"), w.method, w.route, w.operation, w.status, w.outcome, w.code)
+		}
+		if str("organization") != w.org || str("token_id") != w.tokenID || str("role") != w.role {
+			t.Errorf("%s (%s): caller %q %q %q, want %q %q %q", w.id, w.operation, str("organization"), str("token_id"), str("role"), w.org, w.tokenID, w.role)
+		}
+		if str("key_id") != w.keyID || num("key_version") != w.keyVersion {
+			t.Errorf("%s (%s): key %q v%v, want %q v%v", w.id, w.operation, str("key_id"), num("key_version"), w.keyID, w.keyVersion)
+		}
+		if str("node") != z.Nodes[0].ID || str("zone") != "audit-z" || str("source") != "127.0.0.1" {
+			t.Errorf("%s: node %q zone %q source %q", w.id, str("node"), str("zone"), str("source"))
+		}
+		if _, err := time.Parse(time.RFC3339Nano, str("time")); err != nil {
+			t.Errorf("%s: time: %v", w.id, err)
+		}
+	}
+
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sec := newSecrets()
+	sec.add("plaintext", []byte(plaintext))
+	sec.add("ciphertext", enc1.Ciphertext)
+	sec.add("ciphertext", enc2.Ciphertext)
+	sec.add("root key", raw)
+	for what, secret := range map[string]string{"org-admin secret": admin.Secret, "crypto-user secret": cu.Secret,
+		"operator token": opTok, "wrong token": wrong, "peer token": rek.PeerToken()} {
+		sec.needles[secret] = what
+	}
+	sec.needles["not for the audit log"] = "key description"
+	for _, s := range []string{admin.Secret, cu.Secret} {
+		// The random part alone, too: the token id may be logged.
+		sec.needles[s[len("kzt_")+len(admin.ID)+1:]] = "token secret's random part"
+	}
+	if what := sec.find(string(b)); what != "" {
+		t.Errorf("the audit log holds the %s", what)
 	}
 }

@@ -151,6 +151,9 @@ func (s *server) recordAudit(c *gin.Context, pol policy, start time.Time, status
 		k := v.(auditedKey)
 		e.KeyID, e.KeyVersion = k.id, k.version
 	}
+	if tok := c.Param("token"); tok != "" {
+		e.SubjectTokenID = auditParam(tok)
+	}
 	if z := c.Param("zone"); z != "" {
 		e.TargetZone = auditParam(z)
 	}

@@ -444,3 +444,39 @@ func TestAudit_OperatorCallsNameTheOrganization(t *testing.T) {
 		t.Errorf("records: got %q, want %q", got, want)
 	}
 }
+
+// TestAudit_UnknownRoutesAndRevokedToken: a request for no route is
+// recorded too, and a token revocation names the token revoked.
+func TestAudit_UnknownRoutesAndRevokedToken(t *testing.T) {
+	var buf syncBuffer
+	e := newEnv(t, func(c *api.Config) { c.Audit = audit.NewJSONSink(&buf) })
+	victim := e.tenants.AddToken("victim-secret", fsm.DefaultOrganization, fsm.RoleAuditor)
+	if rec := e.do(t, "GET", "/v1/no-such-route", "", "X-Request-Id", "probe-1"); rec.Code != http.StatusNotFound {
+		t.Fatalf("unknown route: %d", rec.Code)
+	}
+	if rec := e.do(t, "PUT", "/v1/keys", "", "X-Request-Id", "probe-2"); rec.Code != http.StatusMethodNotAllowed {
+		t.Fatalf("wrong method: %d", rec.Code)
+	}
+	if rec := e.do(t, "DELETE", "/v1/orgs/default/tokens/"+victim.ID, "", "X-Request-Id", "revoke-1"); rec.Code != http.StatusOK {
+		t.Fatalf("revoke: %d %s", rec.Code, rec.Body)
+	}
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	if len(lines) != 3 {
+		t.Fatalf("want 3 records, got %d:\n%s", len(lines), buf.String())
+	}
+	want := []struct{ id, op, route, subject string }{
+		{"probe-1", "unknown-route", "unmatched", ""},
+		{"probe-2", "unknown-route", "unmatched", ""},
+		{"revoke-1", "revoke-token", "/v1/orgs/:org/tokens/:token", victim.ID},
+	}
+	for i, w := range want {
+		var got map[string]any
+		if err := json.Unmarshal([]byte(lines[i]), &got); err != nil {
+			t.Fatal(err)
+		}
+		subject, _ := got["subject_token_id"].(string)
+		if got["request_id"] != w.id || got["operation"] != w.op || got["route"] != w.route || subject != w.subject {
+			t.Errorf("record %d: got %v, want %+v", i, got, w)
+		}
+	}
+}

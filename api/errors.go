@@ -158,7 +158,7 @@ var errorTable = []errorRule{
 	{match: is(errAuditUnavailable), status: http.StatusServiceUnavailable, code: wire.CodeUnavailable, retryAfter: true},
 	{match: isHomeUnreachable, status: http.StatusServiceUnavailable, code: wire.CodeUnavailable, retryAfter: true},
 	{match: isHomeOutcomeUnknown, status: http.StatusServiceUnavailable, code: wire.CodeUnavailable, retryAfter: true},
-	{match: is(keys.ErrNotHomeZone), status: http.StatusServiceUnavailable, code: wire.CodeUnavailable},
+	{match: is(keys.ErrNotHomeZone), status: http.StatusServiceUnavailable, code: wire.CodeUnavailable, retryAfter: true},
 	{match: is(errNodeRemoved), status: http.StatusServiceUnavailable, code: wire.CodeUnavailable},
 	{match: is(errForwardOutcomeUnknown), status: http.StatusServiceUnavailable, code: wire.CodeUnavailable, retryAfter: true},
 	{match: is(cluster.ErrShutdown), status: http.StatusServiceUnavailable, code: wire.CodeUnavailable, message: "node is shutting down, retry on another node", retryAfter: true},

@@ -55,7 +55,7 @@ func TestAPI_ErrorMapping(t *testing.T) {
 		{name: "organization not found", err: fmt.Errorf("organization o9: %w", fsm.ErrOrganizationNotFound), status: 404, code: "organization_not_found"},
 		{name: "organization exists", err: fmt.Errorf("organization acme: %w", fsm.ErrOrganizationExists), status: 409, code: "organization_exists"},
 		{name: "token not found", err: fmt.Errorf("token t1: %w", fsm.ErrTokenNotFound), status: 404, code: "token_not_found"},
-		{name: "not home zone", err: fmt.Errorf("this is zone zone-b, the home zone is zone-a: %w", keys.ErrNotHomeZone), status: 503, code: "unavailable"},
+		{name: "not home zone", err: fmt.Errorf("this is zone zone-b, the home zone is zone-a: %w", keys.ErrNotHomeZone), status: 503, code: "unavailable", retryAfter: true},
 		{name: "other", err: errors.New("bolt: disk on fire at /var/lib/secret"), status: 500, code: "internal", message: "internal error"},
 	}
 	for _, tt := range tests {

@@ -252,8 +252,9 @@ func newRouter(cfg Config) (*gin.Engine, *server, error) {
 	e.RedirectTrailingSlash = false
 	e.RedirectFixedPath = false
 	e.Use(s.instrument, s.requestID, s.logRequest, s.recoverPanic, s.renderErrors)
-	e.NoRoute(func(c *gin.Context) { c.Error(errRouteNotFound) })
-	e.NoMethod(func(c *gin.Context) { c.Error(errMethodNotAllowed) })
+	// Requests for no route are audited too: probing is worth a record.
+	e.NoRoute(s.audit(policy{op: "unknown-route"}), func(c *gin.Context) { c.Error(errRouteNotFound) })
+	e.NoMethod(s.audit(policy{op: "unknown-route"}), func(c *gin.Context) { c.Error(errMethodNotAllowed) })
 
 	if cfg.Metrics != nil {
 		e.GET("/metrics", gin.WrapH(cfg.Metrics))

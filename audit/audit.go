@@ -54,10 +54,12 @@ type Event struct {
 	// KeyVersion is the key version a crypto call used, or the current
 	// version of the key a lifecycle call returned.
 	KeyVersion uint32 `json:"key_version,omitempty"`
-	PeerID     string `json:"peer_id,omitempty"`
-	TargetZone string `json:"target_zone,omitempty"`
-	Status     int    `json:"status"`
-	Outcome    string `json:"outcome"`
+	// SubjectTokenID is the token a token route names (the one revoked).
+	SubjectTokenID string `json:"subject_token_id,omitempty"`
+	PeerID         string `json:"peer_id,omitempty"`
+	TargetZone     string `json:"target_zone,omitempty"`
+	Status         int    `json:"status"`
+	Outcome        string `json:"outcome"`
 	// Code is the stable error code of a refused or failed call.
 	Code string `json:"code,omitempty"`
 	// Source is the address of the TCP peer that sent the call (a proxy's
@@ -251,7 +253,7 @@ func (s *LogSink) Record(e Event) error {
 		"method", e.Method, "route", e.Route, "operation", e.Operation,
 	}
 	for _, kv := range [][2]string{{"organization", e.Organization}, {"token_id", e.TokenID}, {"role", e.Role},
-		{"key_id", e.KeyID}, {"peer_id", e.PeerID}, {"target_zone", e.TargetZone}} {
+		{"key_id", e.KeyID}, {"subject_token_id", e.SubjectTokenID}, {"peer_id", e.PeerID}, {"target_zone", e.TargetZone}} {
 		if kv[1] != "" {
 			args = append(args, kv[0], kv[1])
 		}

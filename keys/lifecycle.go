@@ -423,6 +423,11 @@ func (s *Service) changeReplicas(ctx context.Context, r KeyRef, op string, chang
 		if err != nil {
 			return nil, err
 		}
+		if k.IsReplicaIn(s.cfg.Zone) {
+			// The primary zone makes the change (the API forwards it
+			// there); this zone's name in the set is no error to report.
+			return nil, &fsm.NotPrimaryError{KeyID: k.ID, PrimaryZone: k.PrimaryZone}
+		}
 		zones, err := s.normalizeReplicaZones(change(slices.Clone(k.ReplicaZones)))
 		if err != nil {
 			return nil, err

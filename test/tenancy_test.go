@@ -803,12 +803,6 @@ func TestTenancy_DefaultKey(t *testing.T) {
 // zone, it is forwarded to the primary zone. The default key refuses to
 // lose a replica zone there too.
 func TestMultiZone_ReplicaSetThroughReplicaZone(t *testing.T) {
-	// keys.Service.changeReplicas (keys/lifecycle.go) checks the new
-	// replica set against its own zone before proposing: in a replica
-	// zone, the set holds that zone, so the call fails with 400 "replica
-	// zone zone-b is this key's primary zone" instead of reaching the
-	// FSM's NotPrimaryError, which the API forwards to the primary zone.
-	t.Skip("known bug: add/remove replica through a replica zone answers 400 invalid_argument (keys/lifecycle.go changeReplicas)")
 	t.Parallel()
 	zones := tenancyZones(t, 3)
 	ctx := testCtx(t, 60*time.Second)
@@ -1205,4 +1199,92 @@ func TestTenancy_AuditRecords(t *testing.T) {
 	if what := sec.find(string(b)); what != "" {
 		t.Errorf("the audit log holds the %s", what)
 	}
+}
+
+// TestTenancy_HomeZoneDown stops the home zone: tokens keep
+// authenticating and crypto keeps working in the other zones from their
+// own state, while changes to organizations and tokens there answer 503
+// with Retry-After; once the home zone is back, they work again.
+func TestTenancy_HomeZoneDown(t *testing.T) {
+	t.Parallel()
+	zones := tenancyZones(t, 3)
+	ctx := testCtx(t, 120*time.Second)
+	a, b, c := zones[0], zones[1], zones[2]
+	org := a.Org.ID
+	cu := newToken(t, ctx, zones, tokenClient(t, a, a.Token), org, wire.CreateTokenRequest{Role: "crypto-user"})
+	k, err := tokenClient(t, a, a.Token).CreateKey(ctx, wire.CreateKeyRequest{Name: "while-home-away", ReplicaZones: []string{"zone-b", "zone-c"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitConverged(t, zones, a, k.ID)
+
+	a.Shutdown()
+	start := time.Now()
+	for _, z := range []*clustertest.Cluster{b, c} {
+		for _, secret := range []string{z.Token, cu.Secret} {
+			if who, err := tokenClient(t, z, secret).WhoAmI(ctx); err != nil || who.Organization != org {
+				t.Fatalf("a token in %s with the home zone down: %+v, %v", z.Zone(), who, err)
+			}
+		}
+		if _, err := tokenClient(t, z, z.OperatorToken).ListOrganizations(ctx); err != nil {
+			t.Errorf("the operator lists organizations in %s with the home zone down: %v", z.Zone(), err)
+		}
+	}
+	for _, key := range []string{"default", k.ID} {
+		enc, err := tokenClient(t, b, cu.Secret).Encrypt(ctx, key, wire.EncryptRequest{Plaintext: []byte("home away")})
+		if err != nil {
+			t.Fatalf("encrypt under %s in zone-b with the home zone down: %v", key, err)
+		}
+		dec, err := tokenClient(t, c, cu.Secret).Decrypt(ctx, wire.DecryptRequest{Ciphertext: enc.Ciphertext})
+		if err != nil || string(dec.Plaintext) != "home away" {
+			t.Fatalf("decrypt in zone-c with the home zone down: %q, %v", dec.Plaintext, err)
+		}
+	}
+	unavailable := func(what string, err error) {
+		t.Helper()
+		wantRefused(t, what, err, http.StatusServiceUnavailable, wire.CodeUnavailable)
+		if apiErr, ok := errors.AsType[*client.Error](err); ok && apiErr.RetryAfter < time.Second {
+			t.Errorf("%s: 503 without Retry-After", what)
+		}
+	}
+	adminB := tokenClient(t, b, b.Token)
+	_, err = adminB.CreateToken(ctx, org, wire.CreateTokenRequest{Role: "auditor"})
+	unavailable("create a token in zone-b with the home zone down", err)
+	if apiErr, ok := errors.AsType[*client.Error](err); ok && !strings.Contains(apiErr.Message, "zone-a") {
+		t.Errorf("the refusal does not name the home zone: %q", apiErr.Message)
+	}
+	_, err = tokenClient(t, c, c.Token).RevokeToken(ctx, org, cu.ID)
+	unavailable("revoke a token in zone-c with the home zone down", err)
+	_, err = tokenClient(t, b, b.OperatorToken).CreateOrganization(ctx, wire.CreateOrganizationRequest{Name: "while-away"})
+	unavailable("create an organization in zone-b with the home zone down", err)
+	_, err = tokenClient(t, b, b.OperatorToken).UpdateOrganization(ctx, org, wire.UpdateOrganizationRequest{KeyQuota: ptr(7)})
+	unavailable("change an organization in zone-b with the home zone down", err)
+	// The refused revocation changed nothing: the token still works.
+	if _, err := tokenClient(t, c, cu.Secret).WhoAmI(ctx); err != nil {
+		t.Fatalf("the token whose revocation was refused: %v", err)
+	}
+	t.Logf("home zone down: tokens, crypto and refusals checked in %s", time.Since(start).Round(time.Millisecond))
+
+	for _, n := range a.Nodes {
+		a.Restart(n)
+	}
+	a.WaitReady(30 * time.Second)
+	var tok wire.CreatedToken
+	clustertest.WaitFor(t, 30*time.Second, "token creation through zone-b once the home zone is back", func() bool {
+		tok, err = adminB.CreateToken(ctx, org, wire.CreateTokenRequest{Role: "auditor", Description: "after the home zone came back"})
+		if apiErr, ok := errors.AsType[*client.Error](err); ok && apiErr.StatusCode == http.StatusServiceUnavailable {
+			return false
+		}
+		if err != nil {
+			t.Fatalf("create a token through zone-b after the home zone came back: %v", err)
+		}
+		return true
+	})
+	for _, z := range zones {
+		z.WaitToken(tok.Secret, 30*time.Second)
+	}
+	if _, err := tokenClient(t, c, c.Token).RevokeToken(ctx, org, cu.ID); err != nil {
+		t.Fatalf("revoke through zone-c after the home zone came back: %v", err)
+	}
+	waitRefusedEverywhere(t, zones, cu.Secret, time.Now(), 10*time.Second)
 }

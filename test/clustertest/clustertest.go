@@ -489,6 +489,17 @@ func NewZones(t testing.TB, n int, names []string, opts Options) []*Cluster {
 		}
 		return true
 	})
+	// A restarted node joins the pool through every other zone too: the
+	// first zone, started before the others, would otherwise come back
+	// knowing only its own nodes.
+	for i, z := range zones {
+		z.opts.Join = nil
+		for j, o := range zones {
+			if j != i {
+				z.opts.Join = append(z.opts.Join, o.GossipAddresses()...)
+			}
+		}
+	}
 	if !opts.NoOrganization {
 		org, token := zones[0].CreateOrganization(TestOrganization)
 		for _, z := range zones {

@@ -13,6 +13,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -25,6 +26,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keyzone/keyzone/api/wire"
 	"github.com/keyzone/keyzone/client"
 	"github.com/keyzone/keyzone/client/verify"
 )
@@ -62,10 +64,17 @@ type env struct {
 	compose []string // the compose command and its -f argument
 	vars    []string // KZ_* settings of the compose file
 	port    string
-	token   string
-	clients map[string]*client.Client
-	probes  map[string]*client.Client // short timeout: for polling while nodes are paused or cut off
-	ids     map[string]string         // container id by service, cached: each compose call costs a second
+	// operator is the cluster operator's token (the compose file's
+	// KEYZONE_OPERATOR_TOKEN_FILE): organizations and the cluster routes
+	// (digests, verify). token is an org-admin token of the suite's own
+	// organization, made by ready: every key and crypto call.
+	operator string
+	token    string
+	org      wire.Organization
+	clients  map[string]*client.Client // the org-admin's
+	probes   map[string]*client.Client // the org-admin's, short timeout: for polling while nodes are paused or cut off
+	ops      map[string]*client.Client // the operator's
+	ids      map[string]string         // container id by service, cached: each compose call costs a second
 }
 
 func repoRoot(t *testing.T) string {
@@ -170,22 +179,23 @@ func startEnv(t *testing.T) *env {
 			t.Fatal(err)
 		}
 	}
-	token := base64.RawURLEncoding.EncodeToString(tok)
+	operator := base64.RawURLEncoding.EncodeToString(tok)
 	if err := os.WriteFile(filepath.Join(secrets, "rek.b64"), []byte(base64.StdEncoding.EncodeToString(rek)+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(secrets, "token"), []byte(token+"\n"), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(secrets, "token"), []byte(operator+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 
 	e := &env{
-		t:       t,
-		project: projectPrefix + hex.EncodeToString(suffix),
-		port:    getenv("KZ_E2E_PORT", "183"),
-		token:   token,
-		clients: map[string]*client.Client{},
-		probes:  map[string]*client.Client{},
-		ids:     map[string]string{},
+		t:        t,
+		project:  projectPrefix + hex.EncodeToString(suffix),
+		port:     getenv("KZ_E2E_PORT", "183"),
+		operator: operator,
+		clients:  map[string]*client.Client{},
+		probes:   map[string]*client.Client{},
+		ops:      map[string]*client.Client{},
+		ids:      map[string]string{},
 	}
 	e.compose = append(compose, "-f", filepath.Join(root, "docker-compose.yml"))
 	e.vars = []string{
@@ -217,18 +227,123 @@ func startEnv(t *testing.T) *env {
 	e.mustCompose(5*time.Minute, "up", "-d")
 
 	for node, sfx := range hostPortSuffix {
-		c, err := client.New("http://127.0.0.1:"+e.port+sfx, token, client.WithTimeout(10*time.Second))
+		c, err := client.New("http://127.0.0.1:"+e.port+sfx, operator, client.WithTimeout(10*time.Second))
 		if err != nil {
 			t.Fatal(err)
 		}
-		e.clients[node] = c
-		p, err := client.New("http://127.0.0.1:"+e.port+sfx, token, client.WithTimeout(2*time.Second))
-		if err != nil {
-			t.Fatal(err)
-		}
-		e.probes[node] = p
+		e.ops[node] = c
 	}
 	return e
+}
+
+// nodeAddr is the node's API address on the host.
+func (e *env) nodeAddr(node string) string {
+	return "http://127.0.0.1:" + e.port + hostPortSuffix[node]
+}
+
+// e2eOrganization is the organization the suite's workload runs as: no
+// rate limit, a quota no run reaches.
+const e2eOrganization = "e2e"
+
+// ready waits until the nine nodes are healthy, then creates the suite's
+// organization and an org-admin token of it with the operator token in
+// zone-a (the home zone), and waits until the token authenticates on
+// every node of every zone; e.clients and e.probes then use it. It also
+// checks that the compose file's one-shot demo service did its job and
+// exited 0.
+func (e *env) ready(timeout time.Duration) {
+	e.t.Helper()
+	e.waitHealthy(timeout, allNodes()...)
+	ctx := context.Background()
+	op := e.ops["a1"]
+	eventually(e.t, 2*time.Minute, "create organization "+e2eOrganization+" in zone-a", func() error {
+		o, err := op.CreateOrganization(ctx, wire.CreateOrganizationRequest{Name: e2eOrganization, KeyQuota: 100_000_000, RateLimit: -1})
+		if ae, ok := errors.AsType[*client.Error](err); ok && ae.Code == wire.CodeOrganizationExists {
+			// A retry of a creation whose answer was lost.
+			o, err = op.GetOrganization(ctx, e2eOrganization)
+		}
+		e.org = o
+		return err
+	})
+	var tok wire.CreatedToken
+	eventually(e.t, time.Minute, "create an org-admin token", func() error {
+		var err error
+		tok, err = op.CreateToken(ctx, e.org.ID, wire.CreateTokenRequest{Role: "org-admin", Description: "e2e suite"})
+		return err
+	})
+	e.token = tok.Secret
+	d := eventually(e.t, time.Minute, "the org-admin token to authenticate on every node", func() error {
+		for _, n := range allNodes() {
+			c, err := client.New(e.nodeAddr(n), e.token, client.WithTimeout(2*time.Second))
+			if err != nil {
+				return err
+			}
+			if who, err := c.WhoAmI(ctx); err != nil {
+				return fmt.Errorf("%s: %w", n, err)
+			} else if who.Organization != e.org.ID || who.Role != "org-admin" {
+				return fmt.Errorf("%s: the token is %+v", n, who)
+			}
+		}
+		return nil
+	})
+	e.t.Logf("organization %s (%s) and its org-admin token ready in every zone %v after the token was made",
+		e.org.Name, e.org.ID, d.Round(time.Millisecond))
+	for _, n := range allNodes() {
+		c, err := client.New(e.nodeAddr(n), e.token, client.WithTimeout(10*time.Second))
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		e.clients[n] = c
+		p, err := client.New(e.nodeAddr(n), e.token, client.WithTimeout(2*time.Second))
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		e.probes[n] = p
+	}
+	// The operator token is the cluster's, not an organization's.
+	if _, err := e.ops["b1"].ListKeys(ctx, client.ListKeysOptions{}); err == nil {
+		e.t.Error("the operator token lists keys, want 403")
+	} else if ae, ok := errors.AsType[*client.Error](err); !ok || ae.StatusCode != 403 {
+		e.t.Errorf("the operator token lists keys: %v, want 403", err)
+	}
+	e.checkDemo(2 * time.Minute)
+}
+
+// checkDemo waits until the one-shot demo service has exited and checks
+// that it exited 0 having created the organization "demo" with its
+// tokens. A container that exited 0 on purpose is not a node that
+// stopped: checkNoRestartsOrPanics looks at the nine nodes only.
+func (e *env) checkDemo(timeout time.Duration) {
+	e.t.Helper()
+	// By label: `compose ps` of v2 lists running containers only.
+	id := e.mustDocker(time.Minute, "ps", "-a", "-q", "--filter", "label=com.docker.compose.project="+e.project,
+		"--filter", "label=com.docker.compose.service=demo")
+	if id == "" || strings.ContainsAny(id, " \n") {
+		e.t.Fatalf("the demo service's container: %q, want one", id)
+	}
+	var st string
+	eventually(e.t, timeout, "the demo service to exit", func() error {
+		st = e.mustDocker(time.Minute, "inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", id)
+		if strings.HasPrefix(st, "exited ") {
+			return nil
+		}
+		return fmt.Errorf("demo is %s", st)
+	})
+	logs, _ := e.run(time.Minute, "docker", "logs", id)
+	if st != "exited 0" {
+		e.t.Fatalf("the demo service: %s, want exited 0:\n%s", st, logs)
+	}
+	demo, err := e.ops["a2"].GetOrganization(context.Background(), "demo")
+	if err != nil {
+		e.t.Fatalf("the organization the demo service made: %v\n%s", err, logs)
+	}
+	toks, err := e.ops["a2"].ListTokens(context.Background(), demo.ID)
+	if err != nil || len(toks.Tokens) < 2 {
+		e.t.Errorf("the demo organization's tokens: %+v, %v; want an org-admin and a crypto-user", toks.Tokens, err)
+	}
+	if !strings.Contains(logs, "KEYZONE_TOKEN=") || !strings.Contains(logs, "KEYZONE_CRYPTO_TOKEN=") {
+		e.t.Errorf("the demo service did not print the tokens:\n%s", logs)
+	}
 }
 
 // down removes the project: containers (paused ones unpaused first, as
@@ -355,15 +470,16 @@ func (e *env) zoneIP(node string) string {
 }
 
 // verify runs `keyzone cluster verify --wait d -o json` in a1's container,
-// where every zone's advertised address resolves, and returns its report;
-// err is set when the command fails (zones differ or are unreachable).
+// where every zone's advertised address resolves, with the operator token
+// (digests are the operator's), and returns its report; err is set when
+// the command fails (zones differ or are unreachable).
 func (e *env) verify(d time.Duration) (verify.Report, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), d+time.Minute)
 	defer cancel()
 	// The token goes through the environment, not the command line.
-	cmd := exec.CommandContext(ctx, "docker", "exec", "-e", "KEYZONE_TOKEN", "-e", "KEYZONE_ADDR=http://127.0.0.1:8200",
+	cmd := exec.CommandContext(ctx, "docker", "exec", "-e", "KEYZONE_OPERATOR_TOKEN", "-e", "KEYZONE_ADDR=http://127.0.0.1:8200",
 		e.container("a1"), "/keyzone", "cluster", "verify", "--wait", d.String(), "-o", "json")
-	cmd.Env = append(os.Environ(), "KEYZONE_TOKEN="+e.token)
+	cmd.Env = append(os.Environ(), "KEYZONE_OPERATOR_TOKEN="+e.operator)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()

@@ -100,7 +100,7 @@ func TestNemesis(t *testing.T) {
 	}
 
 	e := startEnv(t)
-	e.waitHealthy(3*time.Minute, allNodes()...)
+	e.ready(3 * time.Minute)
 	ctx := context.Background()
 	e.waitZonesSeeEachOther(ctx, time.Minute)
 	t.Logf("nine nodes healthy after %v", time.Since(begin).Round(time.Millisecond))

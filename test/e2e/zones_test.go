@@ -32,7 +32,7 @@ type sealed struct {
 func TestZonesSurviveLeaderKill(t *testing.T) {
 	start := time.Now()
 	e := startEnv(t)
-	e.waitHealthy(3*time.Minute, allNodes()...)
+	e.ready(3 * time.Minute)
 	t.Logf("nine nodes healthy after %v", time.Since(start).Round(time.Millisecond))
 	leaderKillScenario(t, e)
 	e.checkNoRestartsOrPanics()
@@ -247,7 +247,7 @@ func digestsAgree(ctx context.Context, e *env) error {
 	want := map[string]wire.KeyDigest{}
 	var reports []wire.DigestReport
 	for _, z := range zones {
-		r, err := e.clients[zoneNodes[z][0]].Digest(ctx)
+		r, err := e.ops[zoneNodes[z][0]].Digest(ctx)
 		if err != nil {
 			return fmt.Errorf("%s: %w", z, err)
 		}

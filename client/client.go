@@ -12,7 +12,10 @@ package client
 
 import (
 	"bytes"
+	"cmp"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -20,6 +23,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -42,6 +46,12 @@ type Client struct {
 	hc      *http.Client
 	timeout time.Duration
 	session *Session
+	// tls and ca configure the Client's own transport (WithTLSConfig,
+	// WithCAFile); optErr is the first error of an option, which New
+	// returns.
+	tls    *tls.Config
+	ca     *x509.CertPool
+	optErr error
 }
 
 // Session carries read-your-writes consistency across requests: it holds
@@ -128,6 +138,48 @@ func WithHTTPClient(hc *http.Client) Option {
 	return func(c *Client) { c.hc = hc }
 }
 
+// WithTLSConfig makes the Client's own transport use cfg (cloned) for an
+// https address, e.g. with RootCAs naming a private CA or a client
+// certificate. It can't be combined with WithHTTPClient, whose transport
+// has its own TLS settings.
+func WithTLSConfig(cfg *tls.Config) Option {
+	return func(c *Client) { c.tls = cfg.Clone() }
+}
+
+// WithCAFile makes the Client trust the certificate authorities in the
+// PEM file at path, and only them, for an https address (as curl's
+// --cacert does): the way to reach nodes whose certificates a private CA,
+// such as the one of `keyzone dev --tls`, signed. An empty path changes
+// nothing. With WithTLSConfig too, it sets that config's RootCAs. It
+// can't be combined with WithHTTPClient.
+func WithCAFile(path string) Option {
+	return func(c *Client) {
+		if path == "" {
+			return
+		}
+		pool, err := LoadCAFile(path)
+		if err != nil {
+			c.optErr = cmp.Or(c.optErr, err)
+			return
+		}
+		c.ca = pool
+	}
+}
+
+// LoadCAFile reads a PEM bundle of CA certificates into a pool, refusing
+// a file that holds none.
+func LoadCAFile(path string) (*x509.CertPool, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("keyzone: CA file: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(b) {
+		return nil, fmt.Errorf("keyzone: CA file %s holds no PEM certificate", path)
+	}
+	return pool, nil
+}
+
 // WithTimeout bounds each call, on top of its context's deadline; 0 means
 // no bound but the context's.
 func WithTimeout(d time.Duration) Option {
@@ -136,7 +188,8 @@ func WithTimeout(d time.Duration) Option {
 
 // New returns a client of the node at addr ("http://host:port" or
 // "https://host:port"; a bare "host:port" means http) that authenticates
-// with token. An empty token sends no Authorization header (enough for
+// with token. An https address is verified against the system's CAs
+// unless WithCAFile or WithTLSConfig says otherwise. An empty token sends no Authorization header (enough for
 // Health only).
 func New(addr, token string, opts ...Option) (*Client, error) {
 	if addr == "" {
@@ -161,8 +214,22 @@ func New(addr, token string, opts ...Option) (*Client, error) {
 	for _, o := range opts {
 		o(c)
 	}
-	if c.hc == nil {
-		c.hc = &http.Client{Transport: newTransport()}
+	if c.optErr != nil {
+		return nil, c.optErr
+	}
+	if c.ca != nil {
+		if c.tls == nil {
+			c.tls = &tls.Config{}
+		}
+		c.tls.RootCAs = c.ca
+	}
+	switch {
+	case c.hc != nil && c.tls != nil:
+		return nil, errors.New("keyzone: WithHTTPClient can't be combined with WithTLSConfig or WithCAFile: set the TLS config in the HTTP client's transport")
+	case c.hc == nil:
+		tr := newTransport()
+		tr.TLSClientConfig = c.tls
+		c.hc = &http.Client{Transport: tr}
 	}
 	if c.session == nil {
 		c.session = NewSession()

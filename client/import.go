@@ -69,3 +69,20 @@ func (c *Client) ImportMaterial(ctx context.Context, id string, material []byte,
 	}
 	return c.ImportKeyMaterial(ctx, id, wire.ImportKeyMaterialRequest{ImportToken: p.ImportToken, EncryptedMaterial: sealed}, opts...)
 }
+
+// ErrRawImportNeedsTLS: ImportRawMaterial was asked to send raw material
+// to an http address, where it would cross the network in clear.
+var ErrRawImportNeedsTLS = errors.New("keyzone: raw key material is sent only to an https address; use ImportMaterial, which seals it to the key's import parameters first")
+
+// ImportRawMaterial sends material unsealed (key_material), to a server
+// started with --allow-raw-import, over TLS. It refuses, sending nothing,
+// when the Client's address is not https; the server refuses a raw import
+// that did not come over TLS, or that it is not configured to accept
+// (403 raw_import_refused). ImportMaterial is the safer way: the material
+// is sealed on this side, so it never depends on the transport.
+func (c *Client) ImportRawMaterial(ctx context.Context, id string, material []byte, opts ...CallOption) (wire.Key, error) {
+	if c.base.Scheme != "https" {
+		return wire.Key{}, fmt.Errorf("%w (the address is %s)", ErrRawImportNeedsTLS, c.base.Redacted())
+	}
+	return c.ImportKeyMaterial(ctx, id, wire.ImportKeyMaterialRequest{KeyMaterial: material}, opts...)
+}

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -22,9 +23,16 @@ type Config struct {
 	RaftAdvertise   string // defaults to the bound address
 	GossipBind      string
 	GossipAdvertise string // defaults to the bound address
-	// APIAddress is this node's HTTP API base URL (http://host:port),
-	// advertised to the pool so that followers can forward to the leader.
+	// APIAddress is this node's HTTP API base URL (http://host:port or
+	// https://host:port), advertised to the pool so that followers can
+	// forward to the leader.
 	APIAddress string
+	// PeerTLS configures the TLS of this node's calls to other nodes'
+	// APIs (forwarded proposals, read indexes, snapshots): its RootCAs
+	// are the authorities trusted for their certificates, nil meaning
+	// the system pool. It matters only for https addresses. The node
+	// keeps a clone.
+	PeerTLS *tls.Config
 
 	// Join lists gossip addresses of nodes already in the pool (any zone).
 	Join []string

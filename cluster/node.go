@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -81,7 +82,7 @@ func Open(cfg Config) (*Node, error) {
 		logger:   cfg.Logger.Named("cluster"),
 		fsm:      cfg.FSM,
 		notifyCh: make(chan bool, 16),
-		http:     newHTTPClient(),
+		http:     newHTTPClient(cfg.PeerTLS),
 	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.removeStaleSnapshotFiles()
@@ -97,11 +98,14 @@ func Open(cfg Config) (*Node, error) {
 // bounded so that a leader that vanished (no answer at all, not even a
 // refusal) is given up on and looked up again within LeaderWait; the
 // call itself is bounded by the caller's context and by the leader's
-// raft timeouts.
-func newHTTPClient() *http.Client {
+// raft timeouts. peerTLS (cloned) verifies https peers; nil trusts the
+// system pool.
+func newHTTPClient(peerTLS *tls.Config) *http.Client {
 	return &http.Client{Transport: &http.Transport{
 		Proxy:               nil,
 		DialContext:         (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		TLSClientConfig:     peerTLS.Clone(),
+		TLSHandshakeTimeout: 5 * time.Second,
 		MaxIdleConnsPerHost: 64,
 		IdleConnTimeout:     90 * time.Second,
 	}}

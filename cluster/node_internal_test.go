@@ -223,7 +223,7 @@ func fakeLeader(t *testing.T, h http.HandlerFunc) Member {
 
 func bareNode(t *testing.T) *Node {
 	t.Helper()
-	n := &Node{cfg: Config{InternalToken: testToken, LeaderWait: time.Second}, logger: testLogger(t), http: newHTTPClient()}
+	n := &Node{cfg: Config{InternalToken: testToken, LeaderWait: time.Second}, logger: testLogger(t), http: newHTTPClient(nil)}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	t.Cleanup(n.cancel)
 	return n

@@ -6,6 +6,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -35,8 +36,19 @@ type Config struct {
 	// APIBind is the host:port the HTTP API listens on (port 0: any free).
 	APIBind string
 	// APIAdvertise is the base URL other nodes reach this API on; it
-	// defaults to http://<bound address>.
+	// defaults to http://<bound address>, or https://<bound address>
+	// with TLS.
 	APIAdvertise string
+	// TLS, when set, makes the API listen with TLS only. It must hold
+	// this node's certificate (Certificates or GetCertificate, e.g. for
+	// reloading); a MinVersion below TLS 1.2 is raised to it, and TLS 1.3
+	// is negotiated whenever the client offers it. Start keeps a clone.
+	TLS *tls.Config
+	// PeerTLS configures this node's calls to other nodes' https APIs
+	// (forwarding within the zone and to other zones, change-log pulls):
+	// its RootCAs are the authorities trusted for their certificates.
+	// nil trusts the system pool. Start keeps a clone.
+	PeerTLS *tls.Config
 	// OperatorToken is the cluster operator's bearer token: it manages
 	// organizations, their tokens and the cluster, and uses no
 	// organization's keys. Nodes authenticate to each other with a token
@@ -104,6 +116,12 @@ func Start(cfg Config) (*Server, error) {
 	if cfg.Keys.REK == nil {
 		return nil, errors.New("root key is required")
 	}
+	tlsConfig, err := apiTLS(cfg.TLS)
+	if err != nil {
+		return nil, err
+	}
+	cfg.TLS = tlsConfig
+	cfg.PeerTLS = cfg.PeerTLS.Clone()
 	ln, err := net.Listen("tcp", cfg.APIBind)
 	if err != nil {
 		return nil, fmt.Errorf("listen for api on %s: %w", cfg.APIBind, err)
@@ -111,7 +129,11 @@ func Start(cfg Config) (*Server, error) {
 	s := &Server{cfg: cfg, logger: cfg.Logger, listener: ln}
 	s.apiURL = cfg.APIAdvertise
 	if s.apiURL == "" {
-		s.apiURL = "http://" + ln.Addr().String()
+		scheme := "http://"
+		if cfg.TLS != nil {
+			scheme = "https://"
+		}
+		s.apiURL = scheme + ln.Addr().String()
 	}
 	if err := s.start(); err != nil {
 		ln.Close()
@@ -133,6 +155,7 @@ func (s *Server) start() error {
 	cc.FSM = s.fsm
 	cc.Logger = s.cfg.Logger
 	cc.APIAddress = s.apiURL
+	cc.PeerTLS = s.cfg.PeerTLS
 	cc.InternalToken = s.cfg.Keys.REK.PeerToken()
 	cc.GossipKey = s.cfg.Keys.REK.GossipKey()
 	cc.RekID = s.cfg.Keys.REK.ID()
@@ -169,6 +192,7 @@ func (s *Server) start() error {
 		Proposer:  node,
 		Directory: directory{node},
 		Token:     s.cfg.Keys.REK.PeerToken(),
+		TLS:       s.cfg.PeerTLS,
 		Logger:    s.cfg.Logger,
 		PollWait:  s.cfg.ReplicationPollWait,
 	})
@@ -193,7 +217,7 @@ func (s *Server) start() error {
 		Internal:      internal,
 		Zone:          cc.Zone,
 		AppliedIndex:  s.fsm.AppliedIndex,
-		Forwarder:     zone.NewForwarder(directory{node}),
+		Forwarder:     zone.NewForwarder(directory{node}, s.cfg.PeerTLS),
 		Metrics:       promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
 		Registerer:    reg,
 		MaxPayload:    kc.MaxPayload,
@@ -211,6 +235,7 @@ func (s *Server) start() error {
 		WriteTimeout:      60 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    64 << 10,
+		TLSConfig:         s.cfg.TLS,
 		ErrorLog:          s.cfg.Logger.Named("http").StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
 	}
 	var ctx context.Context
@@ -218,7 +243,14 @@ func (s *Server) start() error {
 	s.wg.Add(2)
 	go func() {
 		defer s.wg.Done()
-		if err := s.http.Serve(s.listener); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		var err error
+		if s.cfg.TLS != nil {
+			// The certificate is in TLSConfig; ServeTLS adds HTTP/2.
+			err = s.http.ServeTLS(s.listener, "", "")
+		} else {
+			err = s.http.Serve(s.listener)
+		}
+		if err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.logger.Error("api server stopped", "error", err)
 		}
 	}()
@@ -232,6 +264,21 @@ func (s *Server) start() error {
 	s.logger.Info("node started", "node", cc.NodeID, "zone", cc.Zone, "api", s.apiURL,
 		"raft", node.RaftAddress(), "gossip", node.GossipAddress())
 	return nil
+}
+
+// apiTLS returns a clone of the API's TLS config c with TLS 1.2 at least,
+// or nil without TLS. It refuses a config without a certificate, which
+// would fail every handshake.
+func apiTLS(c *tls.Config) (*tls.Config, error) {
+	if c == nil {
+		return nil, nil
+	}
+	if len(c.Certificates) == 0 && c.GetCertificate == nil && c.GetConfigForClient == nil {
+		return nil, errors.New("api tls: the config holds no certificate")
+	}
+	c = c.Clone()
+	c.MinVersion = max(c.MinVersion, tls.VersionTLS12)
+	return c, nil
 }
 
 // APIAddress is the base URL of this node's API.

@@ -3,6 +3,7 @@ package zone
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -35,13 +36,18 @@ type Forwarder struct {
 }
 
 // NewForwarder returns a Forwarder that finds zones' nodes in directory.
-func NewForwarder(directory Directory) *Forwarder {
+// tlsConfig (cloned) verifies the nodes whose API address is https: its
+// RootCAs are the authorities trusted for their certificates, nil
+// meaning the system pool.
+func NewForwarder(directory Directory, tlsConfig *tls.Config) *Forwarder {
 	return &Forwarder{
 		directory: directory,
 		timeout:   30 * time.Second,
 		http: &http.Client{
 			Transport: &http.Transport{
 				DialContext:         (&net.Dialer{Timeout: 2 * time.Second}).DialContext,
+				TLSClientConfig:     tlsConfig.Clone(),
+				TLSHandshakeTimeout: 5 * time.Second,
 				MaxIdleConnsPerHost: 8,
 				IdleConnTimeout:     90 * time.Second,
 			},
@@ -54,12 +60,18 @@ func NewForwarder(directory Directory) *Forwarder {
 // Forward sends r (whose body is body) to the nodes of zone in turn until
 // one answers, and writes that answer to w. Only a node that could not be
 // reached is skipped: once a request may have been delivered it is never
-// sent twice. It returns ErrUnreachable, having written nothing, when no
-// node answers.
+// sent twice. A request that came over TLS goes on only to https
+// addresses: its token (and, for an import, maybe raw key material) never
+// crosses the network in clear. It returns ErrUnreachable, having written
+// nothing, when no node answers.
 func (f *Forwarder) Forward(w http.ResponseWriter, r *http.Request, zone string, body []byte) error {
 	var lastErr error
 	for _, p := range f.directory.Peers() {
 		if p.Zone != zone {
+			continue
+		}
+		if r.TLS != nil && !strings.HasPrefix(p.APIAddress, "https://") {
+			lastErr = fmt.Errorf("node %s: a request that came over TLS is not forwarded to its plain http address", p.ID)
 			continue
 		}
 		resp, err := f.send(r, p, body)

@@ -3,6 +3,7 @@ package zone
 import (
 	"context"
 	"crypto/subtle"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -48,7 +49,11 @@ type Config struct {
 	Proposer  Proposer
 	Directory Directory
 	// Token authenticates node-to-node calls, across zones too.
-	Token  string
+	Token string
+	// TLS configures the pulls from nodes whose API address is https:
+	// its RootCAs are the authorities trusted for their certificates,
+	// nil meaning the system pool. The Replicator keeps a clone.
+	TLS    *tls.Config
 	Logger hclog.Logger
 	Now    func() time.Time
 
@@ -113,6 +118,8 @@ func New(cfg Config) (*Replicator, error) {
 		cfg:    cfg,
 		logger: cfg.Logger.Named("zone"),
 		http: &http.Client{Transport: &http.Transport{
+			TLSClientConfig:     cfg.TLS.Clone(),
+			TLSHandshakeTimeout: 10 * time.Second,
 			MaxIdleConnsPerHost: 4,
 			IdleConnTimeout:     90 * time.Second,
 		}},

@@ -48,6 +48,7 @@ var _ registry.KMSClient = (*Client)(nil)
 
 type options struct {
 	addr, token string
+	caFile      string
 	hc          *http.Client
 	session     *client.Session
 	timeout     time.Duration
@@ -61,6 +62,12 @@ func WithAddress(addr string) Option { return func(o *options) { o.addr = addr }
 
 // WithToken sets the bearer token (default: $KEYZONE_TOKEN).
 func WithToken(token string) Option { return func(o *options) { o.token = token } }
+
+// WithCAFile trusts the certificate authorities of a PEM file for an
+// https address (default: $KEYZONE_CA_FILE; when empty, the system's).
+// It is ignored with WithHTTPClient, whose transport has its own TLS
+// settings.
+func WithCAFile(path string) Option { return func(o *options) { o.caFile = path } }
 
 // WithHTTPClient sets the HTTP client (TLS settings, proxies).
 func WithHTTPClient(hc *http.Client) Option { return func(o *options) { o.hc = hc } }
@@ -80,7 +87,7 @@ func NewClient(uriPrefix string, opts ...Option) (*Client, error) {
 	if !strings.HasPrefix(strings.ToLower(uriPrefix), Prefix) {
 		return nil, fmt.Errorf("tinkkms: uri prefix %q does not start with %s", uriPrefix, Prefix)
 	}
-	o := options{addr: os.Getenv("KEYZONE_ADDR"), token: os.Getenv("KEYZONE_TOKEN"), timeout: DefaultTimeout}
+	o := options{addr: os.Getenv("KEYZONE_ADDR"), token: os.Getenv("KEYZONE_TOKEN"), caFile: os.Getenv("KEYZONE_CA_FILE"), timeout: DefaultTimeout}
 	for _, f := range opts {
 		f(&o)
 	}
@@ -93,6 +100,8 @@ func NewClient(uriPrefix string, opts ...Option) (*Client, error) {
 	copts := []client.Option{client.WithTimeout(o.timeout)}
 	if o.hc != nil {
 		copts = append(copts, client.WithHTTPClient(o.hc))
+	} else {
+		copts = append(copts, client.WithCAFile(o.caFile))
 	}
 	if o.session != nil {
 		copts = append(copts, client.WithSession(o.session))

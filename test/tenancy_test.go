@@ -922,10 +922,11 @@ func TestTenancy_RateLimit(t *testing.T) {
 	tok := newToken(t, ctx, zones, op, r.ID, wire.CreateTokenRequest{Role: "org-admin"})
 	limited := tokenClient(t, a, tok.Secret)
 
-	// Ten calls at once: the bucket holds 2 and refills at 2/s, so most
-	// are refused.
-	const calls = 10
+	// Twenty calls at once: the bucket holds 2 and refills at 2/s, so at
+	// most 2 + 2/s of the time they take are served, the rest refused.
+	const calls = 20
 	errs := make(chan error, calls)
+	burstStart := time.Now()
 	for range calls {
 		go func() {
 			_, err := limited.ListKeys(ctx, client.ListKeysOptions{})
@@ -950,9 +951,10 @@ func TestTenancy_RateLimit(t *testing.T) {
 		retryAfter = max(retryAfter, apiErr.RetryAfter)
 		refused++
 	}
-	t.Logf("%d calls at once: %d served, %d refused with Retry-After up to %s", calls, served, refused, retryAfter)
-	if served < 1 || refused < calls/2 {
-		t.Fatalf("%d served and %d refused of %d calls at once, want the burst served and most refused", served, refused, calls)
+	took := time.Since(burstStart)
+	t.Logf("%d calls at once: %d served, %d refused with Retry-After up to %s, in %s", calls, served, refused, retryAfter, took.Round(time.Millisecond))
+	if most := 2 + int(2*took.Seconds()); served > most || refused == 0 {
+		t.Fatalf("%d served and %d refused of %d calls in %s, want at most %d served and the rest refused", served, refused, calls, took, most)
 	}
 	// The raw answer carries the header.
 	req, _ := http.NewRequestWithContext(ctx, "GET", a.Nodes[0].Addr()+"/v1/keys", nil)
@@ -1285,4 +1287,54 @@ func TestTenancy_HomeZoneDown(t *testing.T) {
 		t.Fatalf("revoke through zone-c after the home zone came back: %v", err)
 	}
 	waitRefusedEverywhere(t, zones, cu.Secret, time.Now(), 10*time.Second)
+}
+
+// TestTenancy_RestartedNodeKeepsValidTokens: a node that restarts knows
+// its tokens only once it has replayed its log, which takes a word from
+// its leader. Until then it may ask the caller to retry (503), but it
+// never answers 401 to a valid token: that answer tells a client its
+// token is bad, not to retry. The e2e nemesis sees hundreds of such 401s
+// during its rolling restarts. Here: a node of a zone whose other nodes
+// are down comes back alone, then the others, and a valid token is tried
+// on it throughout.
+func TestTenancy_RestartedNodeKeepsValidTokens(t *testing.T) {
+	// api/authz.go authenticate and keys.Service.Authenticate look the
+	// token up in the node's state as it stands: a restarted node's state
+	// lacks every token until its log is replayed, so a valid token gets
+	// 401. Like a key lookup, an unknown token should first wait (bounded)
+	// for the node to catch up with its leader, and answer 503 when it
+	// can't.
+	t.Skip("known bug: a restarted node answers 401 to valid tokens until it has replayed its log (api/authz.go authenticate)")
+	t.Parallel()
+	c := clustertest.New(t, 3, clustertest.Options{})
+	ctx := testCtx(t, 60*time.Second)
+	createKeys(t, ctx, c.Leader(), 10)
+	c.Shutdown()
+	f := c.Nodes[0]
+	c.Restart(f)
+	cl, err := client.New(f.Addr(), c.Token, client.WithTimeout(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	answers := map[string]int{}
+	try := func() bool {
+		_, err := cl.WhoAmI(ctx)
+		if err == nil {
+			answers["ok"]++
+			return true
+		}
+		answers[err.Error()]++
+		if apiErr, isAPI := errors.AsType[*client.Error](err); isAPI && apiErr.StatusCode == http.StatusUnauthorized {
+			t.Fatalf("a valid token got %v from %s, restarted with its zone down", err, f.ID)
+		}
+		return false
+	}
+	for range 5 {
+		try()
+	}
+	for _, n := range c.Nodes[1:] {
+		c.Restart(n)
+	}
+	clustertest.WaitFor(t, 30*time.Second, "the token served by "+f.ID, try)
+	t.Logf("%s: %v", f.ID, answers)
 }

@@ -79,7 +79,9 @@ func newClientCommands(getenv func(string) string) []*cobra.Command {
 		f := c.cmd.PersistentFlags()
 		f.StringVar(&g.addr, "addr", "", "node API address (default $KEYZONE_ADDR)")
 		f.StringVar(&g.token, "token", "", "API token (default "+src.defaultHelp()+")")
+		f.StringVar(&g.caFile, "ca-file", "", "PEM bundle of the CAs trusted for an https node address (default $"+envCAFile+"; else the system's)")
 		addOutputFlag(c.cmd, g)
+		addTLSHints(c.cmd)
 		out = append(out, c.cmd)
 	}
 	// audit reads a file: no node, no token.
@@ -122,6 +124,7 @@ type cliGlobal struct {
 	getenv func(string) string
 	addr   string
 	token  string
+	caFile string
 	output string
 	tokens tokenSource
 }
@@ -132,7 +135,17 @@ func (g *cliGlobal) connect() (*client.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return client.New(addr, token)
+	return client.New(addr, token, g.clientOptions()...)
+}
+
+// clientOptions are the options every client of a command takes: the CA
+// bundle of --ca-file, else of $KEYZONE_CA_FILE.
+func (g *cliGlobal) clientOptions(opts ...client.Option) []client.Option {
+	ca := g.caFile
+	if ca == "" {
+		ca = g.getenv(envCAFile)
+	}
+	return append(opts, client.WithCAFile(ca))
 }
 
 // checkOutput refuses an output format render does not know, before the

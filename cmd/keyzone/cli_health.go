@@ -54,7 +54,7 @@ liveness probe does. The address is --addr or $KEYZONE_ADDR.`,
 				return fmt.Errorf("--timeout %v: want a positive duration", timeout)
 			}
 			// The token is not needed and not sent: health is public.
-			c, err := client.New(addr, "", client.WithTimeout(timeout))
+			c, err := client.New(addr, "", g.clientOptions(client.WithTimeout(timeout))...)
 			if err != nil {
 				return err
 			}

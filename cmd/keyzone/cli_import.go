@@ -1,11 +1,14 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
 
 	"github.com/spf13/cobra"
+
+	"github.com/keyzone/keyzone/client"
 )
 
 // Bounds of imported material, as the server enforces them; checked here
@@ -16,16 +19,25 @@ const (
 )
 
 func newKeyImportCommand(g *cliGlobal) *cobra.Command {
-	var file string
+	var (
+		file string
+		raw  bool
+	)
 	cmd := &cobra.Command{
-		Use:   "import ID --material-file FILE",
+		Use:   "import ID --material-file FILE [--raw]",
 		Short: "Import key material into a key of origin external (sealed here, never sent in clear)",
 		Long: `Import key material you generated (16 to 64 raw bytes, e.g. "openssl rand 32 > material.bin")
 into a key created with --origin external. The command fetches fresh import
 parameters, seals the material to their X25519 public key with HPKE on this
 machine, and sends only the sealed form with the single-use import token.
 Keyzone derives the version key from the material with a fresh random salt:
-the first import enables the key, each later one adds a version.`,
+the first import enables the key, each later one adds a version.
+
+With --raw the material is sent unsealed, protected by TLS alone, to a node
+started with --allow-raw-import and TLS (--tls-cert-file); the address must
+be https (the command refuses to send it to an http address), and --ca-file
+or $KEYZONE_CA_FILE names the CA of the node's certificate when it is a
+private one.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			material, err := readMaterial(cmd, file)
@@ -37,7 +49,14 @@ the first import enables the key, each later one adds a version.`,
 			if err != nil {
 				return err
 			}
-			k, err := c.ImportMaterial(cliContext(cmd), args[0], material)
+			send := c.ImportMaterial
+			if raw {
+				send = c.ImportRawMaterial
+			}
+			k, err := send(cliContext(cmd), args[0], material)
+			if errors.Is(err, client.ErrRawImportNeedsTLS) {
+				return errors.New("--raw sends the material unsealed, so only to an https address, and this node's address is not one: use its https address, or leave --raw out and the material is sealed here before it is sent")
+			}
 			if err != nil {
 				return err
 			}
@@ -45,6 +64,7 @@ the first import enables the key, each later one adds a version.`,
 		},
 	}
 	cmd.Flags().StringVar(&file, "material-file", "", "file holding the raw key material (- for stdin)")
+	cmd.Flags().BoolVar(&raw, "raw", false, "send the material unsealed over https, to a node started with --allow-raw-import")
 	_ = cmd.MarkFlagRequired("material-file")
 	return cmd
 }

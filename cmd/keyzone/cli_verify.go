@@ -36,7 +36,7 @@ connected: --wait checks again until the zones agree or the time is up.`,
 			}
 			ch := &verify.Checker{
 				Addr: addr,
-				Dial: func(a string) (*client.Client, error) { return client.New(a, token) },
+				Dial: func(a string) (*client.Client, error) { return client.New(a, token, g.clientOptions()...) },
 			}
 			r, err := ch.Wait(cliContext(cmd), wait)
 			if err != nil {

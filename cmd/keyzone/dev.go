@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/keyzone/keyzone/audit"
+	"github.com/keyzone/keyzone/client"
 	"github.com/keyzone/keyzone/cluster"
 	kzcrypto "github.com/keyzone/keyzone/crypto"
 	"github.com/keyzone/keyzone/keys"
@@ -37,6 +39,9 @@ type devFlags struct {
 	// rootKeyFile keeps the root key across dev runs, so that a snapshot
 	// of one run can be restored into the next.
 	rootKeyFile string
+	// tls serves every API over https with a throwaway CA, and accepts
+	// raw imports.
+	tls bool
 }
 
 // devZoneStride is how far apart the API ports of two dev zones start:
@@ -77,7 +82,16 @@ Each node writes its audit log to <data dir>/audit/<node id>.log. With
 for the CLI (set -a; . FILE; set +a), and the root key (base64, mode 0600)
 in FILE.root-key, so that a separate ` + "`keyzone server`" + ` can join a dev zone, e.g.
 to replace a node (it takes the operator token and the home zone from the
-same variables). It removes both files on exit.`,
+same variables). It removes both files on exit.
+
+With --tls it makes a throwaway CA and one certificate per node (ECDSA P-256,
+for 127.0.0.1 and localhost, valid 3 days) in <data dir>/tls (ca.pem,
+<node id>.pem, <node id>-key.pem; the CA's key is never written), and every
+node serves its API over https only, trusts that CA for the other nodes and
+accepts raw key imports (--allow-raw-import). The addresses are then https
+ones, and the env file also names the CA:
+  KEYZONE_CA_FILE=<data dir>/tls/ca.pem
+which the CLI (--ca-file) and client/tinkkms read.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := bindEnv(cmd); err != nil {
@@ -94,6 +108,7 @@ same variables). It removes both files on exit.`,
 	cmd.Flags().StringVar(&f.logLevel, "log-level", "error", "trace, debug, info, warn or error")
 	// Not --root-key-file: the env file sets KEYZONE_ROOT_KEY_FILE for
 	// `keyzone server`, which would then feed this flag on the next run.
+	cmd.Flags().BoolVar(&f.tls, "tls", false, "serve the APIs over https with a throwaway CA (KEYZONE_CA_FILE in the env file) and accept raw key imports")
 	cmd.Flags().StringVar(&f.rootKeyFile, "keep-root-key", "", "use the root key in this file, or create it (mode 0600) with a new one: a later run with the same file can restore this run's snapshots")
 	cmd.AddCommand(newLagBenchCommand())
 	return cmd
@@ -167,8 +182,19 @@ func runDev(parent context.Context, f devFlags) error {
 			return err
 		}
 	}
+	var pki *devPKI
+	var copts []client.Option
+	if f.tls {
+		if pki, err = newDevPKI(filepath.Join(dir, "tls")); err != nil {
+			return err
+		}
+		if pki.caFile, err = filepath.Abs(pki.caFile); err != nil {
+			return err
+		}
+		copts = append(copts, client.WithCAFile(pki.caFile))
+	}
 	auditDir := filepath.Join(dir, "audit")
-	zones, err := startDevZones(f, dir, auditDir, rek, operator, logger)
+	zones, err := startDevZones(f, dir, auditDir, rek, operator, pki, logger)
 	defer func() {
 		if hclog.LevelFromString(f.logLevel) >= hclog.Error {
 			// Nodes going away one by one is no news: a leader that still
@@ -189,7 +215,7 @@ func runDev(parent context.Context, f devFlags) error {
 		}
 		return err
 	}
-	demo, err := devDemo(ctx, zones, operator)
+	demo, err := devDemo(ctx, zones, operator, copts...)
 	if err != nil {
 		if ctx.Err() != nil && parent.Err() == nil {
 			fmt.Println("\nstopping")
@@ -201,6 +227,9 @@ func runDev(parent context.Context, f devFlags) error {
 		return err
 	}
 	env := devEnv(zones, demo, operator, auditDir)
+	if pki != nil {
+		env = append(env, envCAFile+"="+pki.caFile)
+	}
 	if f.envFile != "" {
 		keyFile, err := filepath.Abs(devKeyFile(f.envFile))
 		if err != nil {
@@ -312,8 +341,10 @@ func devJoinEnv(zones []*devZone, keyFile string) []string {
 // first zone) and one gossip pool, which every node joins through zone-a's
 // first node; each zone bootstraps itself once its nodes see each other.
 // Each node writes its audit log to auditDir/<node id>.log, started anew.
+// With pki, every node serves https with a certificate of its own, trusts
+// pki's CA for the others and accepts raw imports.
 // What it started is returned also on error, for stopDevZones.
-func startDevZones(f devFlags, dir, auditDir string, rek *kzcrypto.REK, operator string, logger hclog.Logger) ([]*devZone, error) {
+func startDevZones(f devFlags, dir, auditDir string, rek *kzcrypto.REK, operator string, pki *devPKI, logger hclog.Logger) ([]*devZone, error) {
 	var zones []*devZone
 	var join []string
 	if err := os.MkdirAll(auditDir, 0o700); err != nil {
@@ -344,7 +375,7 @@ func startDevZones(f devFlags, dir, auditDir string, rek *kzcrypto.REK, operator
 				return zones, fmt.Errorf("audit log of %s: %w", id, err)
 			}
 			z.audits = append(z.audits, sink)
-			s, err := server.Start(server.Config{
+			cfg := server.Config{
 				Cluster:       cc,
 				Keys:          keys.Config{REK: rek},
 				APIBind:       apiBind,
@@ -352,7 +383,17 @@ func startDevZones(f devFlags, dir, auditDir string, rek *kzcrypto.REK, operator
 				HomeZone:      zones[0].name,
 				Audit:         sink,
 				Logger:        logger.Named(id),
-			})
+			}
+			if pki != nil {
+				cert, err := pki.nodeCert(filepath.Dir(pki.caFile), id)
+				if err != nil {
+					return zones, err
+				}
+				cfg.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+				cfg.PeerTLS = &tls.Config{RootCAs: pki.pool, MinVersion: tls.VersionTLS12}
+				cfg.Keys.AllowRawImport = true
+			}
+			s, err := server.Start(cfg)
 			if err != nil {
 				return zones, fmt.Errorf("start %s of %s: %w", id, z.name, err)
 			}

@@ -28,12 +28,12 @@ type devTenant struct {
 // --data-dir already holds it) through the home zone's first node, with
 // new org-admin and crypto-user tokens, and waits until both tokens
 // authenticate on every node of every zone: they reach the other zones
-// through replication.
-func devDemo(ctx context.Context, zones []*devZone, operator string) (devTenant, error) {
+// through replication. opts are the clients' options (the CA of --tls).
+func devDemo(ctx context.Context, zones []*devZone, operator string, opts ...client.Option) (devTenant, error) {
 	ctx, cancel := context.WithTimeout(ctx, devDemoWait)
 	defer cancel()
 	var d devTenant
-	c, err := client.New(zones[0].servers[0].APIAddress(), operator)
+	c, err := client.New(zones[0].servers[0].APIAddress(), operator, opts...)
 	if err != nil {
 		return d, err
 	}
@@ -64,7 +64,7 @@ func devDemo(ctx context.Context, zones []*devZone, operator string) (devTenant,
 	for _, z := range zones {
 		for _, s := range z.servers {
 			for _, tok := range []wire.CreatedToken{d.admin, d.crypto} {
-				if err := devWaitToken(ctx, s.APIAddress(), tok); err != nil {
+				if err := devWaitToken(ctx, s.APIAddress(), tok, opts...); err != nil {
 					return d, fmt.Errorf("the %s token of %s is not accepted by node %s of %s: %w", tok.Role, devDemoOrg, s.Node().ID(), z.name, err)
 				}
 			}
@@ -91,8 +91,8 @@ func devRetry(ctx context.Context, f func() error) error {
 
 // devWaitToken polls GET /v1/whoami on the node at addr with tok until
 // the node names tok's role, or ctx ends.
-func devWaitToken(ctx context.Context, addr string, tok wire.CreatedToken) error {
-	c, err := client.New(addr, tok.Secret, client.WithTimeout(5*time.Second))
+func devWaitToken(ctx context.Context, addr string, tok wire.CreatedToken, opts ...client.Option) error {
+	c, err := client.New(addr, tok.Secret, append([]client.Option{client.WithTimeout(5 * time.Second)}, opts...)...)
 	if err != nil {
 		return err
 	}

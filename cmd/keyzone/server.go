@@ -42,6 +42,7 @@ type serverFlags struct {
 	replicationLagThreshold                    time.Duration
 	allowRawImport                             bool
 	importTokenTTL                             time.Duration
+	tlsCertFile, tlsKeyFile, tlsCAFile         string
 }
 
 func newServerCommand() *cobra.Command {
@@ -73,7 +74,7 @@ the deployment) and replicated to every zone.`,
 	fl.StringVar(&f.zone, "zone", "zone-a", "zone this node belongs to")
 	fl.StringVar(&f.dataDir, "data-dir", "", "directory for the Raft log, snapshots and node identity (required)")
 	fl.StringVar(&f.apiAddr, "api-addr", "127.0.0.1:8200", "host:port the HTTP API listens on")
-	fl.StringVar(&f.apiAdvertise, "api-advertise", "", "base URL other nodes reach the API on (default http://<api-addr>)")
+	fl.StringVar(&f.apiAdvertise, "api-advertise", "", "base URL other nodes reach the API on (default http://<api-addr>, https:// with --tls-cert-file)")
 	fl.StringVar(&f.raftAddr, "raft-addr", "127.0.0.1:8300", "host:port Raft listens on")
 	fl.StringVar(&f.raftAdvertise, "raft-advertise", "", "host:port other nodes reach Raft on (default: the bound address)")
 	fl.StringVar(&f.gossipAddr, "gossip-addr", "127.0.0.1:8400", "host:port the gossip pool listens on (TCP and UDP)")
@@ -103,7 +104,10 @@ the deployment) and replicated to every zone.`,
 	fl.DurationVar(&f.defaultDeletion, "default-deletion-window", d.DefaultDeletionWindow, "pending window when a request gives none")
 	fl.DurationVar(&f.minRotation, "min-rotation-period", d.MinRotationPeriod, "shortest automatic rotation period")
 	fl.DurationVar(&f.importTokenTTL, "import-token-ttl", keys.DefaultImportTokenTTL, "how long the import parameters of a key of origin external stay usable")
-	fl.BoolVar(&f.allowRawImport, "allow-raw-import", false, "accept unsealed key material on import, over TLS only (the API has no TLS listener yet, so this stays unusable)")
+	fl.BoolVar(&f.allowRawImport, "allow-raw-import", false, "accept unsealed key material on import (keyzone key import --raw), over TLS only: needs --tls-cert-file")
+	fl.StringVar(&f.tlsCertFile, "tls-cert-file", "", "PEM certificate (and chain) of the API: with --tls-key-file, the API serves https only (reloaded on SIGHUP)")
+	fl.StringVar(&f.tlsKeyFile, "tls-key-file", "", "PEM private key of --tls-cert-file")
+	fl.StringVar(&f.tlsCAFile, "tls-ca-file", "", "PEM bundle of the CAs trusted for other nodes' API certificates (default: the system's)")
 	c := cluster.DefaultConfig()
 	fl.Uint64Var(&f.snapshotThreshold, "snapshot-threshold", c.SnapshotThreshold, "log entries between Raft snapshots")
 	fl.DurationVar(&f.snapshotInterval, "snapshot-interval", c.SnapshotInterval, "how often Raft checks whether to snapshot")
@@ -139,6 +143,13 @@ func runServer(ctx context.Context, f serverFlags) error {
 	if f.replicationLagThreshold <= 0 {
 		return fmt.Errorf("--replication-lag-threshold %s: want a positive duration", f.replicationLagThreshold)
 	}
+	tc, err := loadServerTLS(f.tlsCertFile, f.tlsKeyFile, f.tlsCAFile)
+	if err != nil {
+		return err
+	}
+	if f.allowRawImport && tc.api == nil {
+		logger.Warn("--allow-raw-import has no effect without --tls-cert-file: raw imports are accepted over TLS only")
+	}
 	var sink audit.Sink
 	if len(f.auditLog) > 0 {
 		var sinks audit.Multi
@@ -172,6 +183,8 @@ func runServer(ctx context.Context, f serverFlags) error {
 		},
 		APIBind:       f.apiAddr,
 		APIAdvertise:  f.apiAdvertise,
+		TLS:           tc.api,
+		PeerTLS:       tc.peer,
 		OperatorToken: token,
 		HomeZone:      f.homeZone,
 		OrgKeyQuota:   f.orgKeyQuota,
@@ -183,6 +196,16 @@ func runServer(ctx context.Context, f serverFlags) error {
 	srv, err := server.Start(cfg)
 	if err != nil {
 		return err
+	}
+	if tc.cert != nil {
+		logger.Info("api serves tls", "certificate", f.tlsCertFile, "not_after", tc.cert.expiry().UTC())
+		hctx, stop := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			reloadOnHUP(hctx, tc.cert, logger)
+		}()
+		defer func() { stop(); <-done }()
 	}
 	waitForSignal(ctx)
 	logger.Info("shutting down")

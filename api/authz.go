@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"crypto/sha256"
 	"crypto/subtle"
 	"errors"
@@ -118,6 +119,7 @@ func allow(c *gin.Context) keys.KeyFilter {
 
 var (
 	errForbidden        = errors.New("this token's role may not call this route")
+	errAuthCatchingUp   = errors.New("this node is catching up with its zone and can't check the token yet: retry later or on another node")
 	errAuditUnavailable = errors.New("the audit log takes no records: lifecycle and admin calls are refused until it does")
 )
 
@@ -141,9 +143,20 @@ func (s *server) authenticate(c *gin.Context) {
 			c.Next()
 			return
 		}
-		if t, o, err := s.tenants.Authenticate(secret); err == nil {
+		t, o, err := s.tenants.Authenticate(c.Request.Context(), secret)
+		switch {
+		case err == nil:
 			c.Set(principalKey{}, &principal{token: t, org: o})
 			c.Next()
+			return
+		case errors.Is(err, context.Canceled):
+			c.Error(err)
+			c.Abort()
+			return
+		case !errors.Is(err, keys.ErrUnauthenticated):
+			s.logger.Warn("token check waits for this node to catch up", "error", err)
+			c.Error(errAuthCatchingUp)
+			c.Abort()
 			return
 		}
 	}

@@ -2,6 +2,7 @@ package api_test
 
 import (
 	"encoding/base64"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -604,5 +605,24 @@ func TestRouter_EveryRouteNeedsAToken(t *testing.T) {
 	}
 	if toks, _ := e.tenants.ListTokens(t.Context(), fsm.DefaultOrganization); len(toks) != 1 || toks[0].Revoked() {
 		t.Errorf("unauthenticated calls changed tokens: %+v", toks)
+	}
+}
+
+// TestAuthn_CatchingUp: a node that can't tell whether an unknown token
+// exists (its state is catching up with its zone) answers 503 with
+// Retry-After, never 401, which would tell the caller its token is bad;
+// known tokens are served meanwhile.
+func TestAuthn_CatchingUp(t *testing.T) {
+	e := newEnv(t)
+	e.tenants.CatchUpErr = errors.New("raft: no leader")
+	rec := e.do(t, "GET", "/v1/whoami", "", "Authorization", "Bearer kzt_0123456789abcdef_unknown")
+	if rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Retry-After") == "" {
+		t.Fatalf("unknown token while catching up: got %d %s (Retry-After %q), want 503 with Retry-After", rec.Code, rec.Body, rec.Header().Get("Retry-After"))
+	}
+	if body := rec.Body.String(); !strings.Contains(body, `"code":"unavailable"`) || strings.Contains(body, "no leader") {
+		t.Errorf("body %s: want code unavailable and no internal detail", body)
+	}
+	if rec := e.do(t, "GET", "/v1/whoami", ""); rec.Code != http.StatusOK {
+		t.Errorf("a known token while catching up: got %d", rec.Code)
 	}
 }

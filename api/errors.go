@@ -155,6 +155,7 @@ var errorTable = []errorRule{
 	{match: is(cluster.ErrNoLeader), status: http.StatusServiceUnavailable, code: wire.CodeUnavailable, message: "no raft leader, retry later", retryAfter: true},
 	{match: is(cluster.ErrLeadershipLost), status: http.StatusServiceUnavailable, code: wire.CodeUnavailable, message: "leadership lost while committing: the outcome is unknown, retry with the same Idempotency-Key", retryAfter: true},
 	{match: is(cluster.ErrNotCaughtUp), status: http.StatusServiceUnavailable, code: wire.CodeUnavailable, message: "this node has not caught up with the index the request asks for, retry later", retryAfter: true},
+	{match: is(errAuthCatchingUp), status: http.StatusServiceUnavailable, code: wire.CodeUnavailable, retryAfter: true},
 	{match: is(errAuditUnavailable), status: http.StatusServiceUnavailable, code: wire.CodeUnavailable, retryAfter: true},
 	{match: isHomeUnreachable, status: http.StatusServiceUnavailable, code: wire.CodeUnavailable, retryAfter: true},
 	{match: isHomeOutcomeUnknown, status: http.StatusServiceUnavailable, code: wire.CodeUnavailable, retryAfter: true},

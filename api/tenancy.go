@@ -20,8 +20,10 @@ import (
 // *keys.Service satisfies it.
 type TenantService interface {
 	// Authenticate returns the live token whose secret this is and its
-	// organization, or an error that says nothing of why not.
-	Authenticate(secret string) (*fsm.Token, *fsm.Organization, error)
+	// organization, or keys.ErrUnauthenticated, which says nothing of why
+	// not; any other error means the node could not tell (it is catching
+	// up with its zone) and is answered as such, not as a bad token.
+	Authenticate(ctx context.Context, secret string) (*fsm.Token, *fsm.Organization, error)
 	CreateOrganization(ctx context.Context, p keys.CreateOrganizationParams) (*fsm.Organization, error)
 	UpdateOrganization(ctx context.Context, p keys.UpdateOrganizationParams) (*fsm.Organization, error)
 	ListOrganizations(ctx context.Context) ([]*fsm.Organization, error)

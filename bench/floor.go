@@ -135,7 +135,7 @@ func newFloorTenants(secret string) floorTenants {
 	}
 }
 
-func (f floorTenants) Authenticate(secret string) (*fsm.Token, *fsm.Organization, error) {
+func (f floorTenants) Authenticate(_ context.Context, secret string) (*fsm.Token, *fsm.Organization, error) {
 	sum := sha256.Sum256([]byte(secret))
 	if subtle.ConstantTimeCompare(sum[:], f.token.SecretHash) != 1 {
 		return nil, nil, keys.ErrUnauthenticated

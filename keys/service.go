@@ -166,6 +166,7 @@ type Service struct {
 	rek       *kzcrypto.REK
 	cipher    *kzcrypto.Cipher
 	materials *materialCache
+	catchUp   sharedCatchUp
 }
 
 // New builds a Service.

@@ -11,6 +11,7 @@ import (
 	"io"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	kzcrypto "github.com/keyzone/keyzone/crypto"
@@ -398,8 +399,13 @@ func (s *Service) RevokeToken(ctx context.Context, org, id string) (*fsm.Token, 
 
 // Authenticate returns the live token whose secret this is, and its
 // organization, from this node's state. The stored hash is compared in
-// constant time; every failure is the one ErrUnauthenticated.
-func (s *Service) Authenticate(secret string) (*fsm.Token, *fsm.Organization, error) {
+// constant time; every failure is the one ErrUnauthenticated. A token id
+// this node does not know may be one its state has not caught up with (a
+// node just restarted replays its log only once it hears from its
+// leader): it then catches up first, within CatchUpWait, and returns the
+// catch-up's error (a 503 for the caller) when it can't, rather than call
+// a valid token invalid.
+func (s *Service) Authenticate(ctx context.Context, secret string) (*fsm.Token, *fsm.Organization, error) {
 	rest, ok := strings.CutPrefix(secret, tokenSecretPrefix)
 	if !ok {
 		return nil, nil, ErrUnauthenticated
@@ -409,6 +415,12 @@ func (s *Service) Authenticate(secret string) (*fsm.Token, *fsm.Organization, er
 		return nil, nil, ErrUnauthenticated
 	}
 	t, ok := s.fsm.Token(id)
+	if !ok {
+		if err := s.catchUp.wait(ctx, s.catchUpOnce); err != nil {
+			return nil, nil, fmt.Errorf("this node could not catch up with its zone to check the token: %w", err)
+		}
+		t, ok = s.fsm.Token(id)
+	}
 	sum := sha256.Sum256([]byte(secret))
 	if !ok || subtle.ConstantTimeCompare(sum[:], t.SecretHash) != 1 {
 		return nil, nil, ErrUnauthenticated
@@ -421,6 +433,49 @@ func (s *Service) Authenticate(secret string) (*fsm.Token, *fsm.Organization, er
 		return nil, nil, ErrUnauthenticated
 	}
 	return t, org, nil
+}
+
+// catchUpOnce brings the local state up to the zone's commit index.
+func (s *Service) catchUpOnce() error {
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.CatchUpWait)
+	defer cancel()
+	return s.proposer.ConsistentRead(ctx)
+}
+
+// sharedCatchUp runs one catch-up at a time and lets every caller that
+// arrives meanwhile wait for it: requests with unknown token ids, which
+// anyone can send, cost the zone at most one consistent read at a time.
+type sharedCatchUp struct {
+	mu  sync.Mutex
+	cur *catchUpCall
+}
+
+type catchUpCall struct {
+	done chan struct{}
+	err  error
+}
+
+func (c *sharedCatchUp) wait(ctx context.Context, run func() error) error {
+	c.mu.Lock()
+	call := c.cur
+	if call == nil {
+		call = &catchUpCall{done: make(chan struct{})}
+		c.cur = call
+		go func() {
+			call.err = run()
+			c.mu.Lock()
+			c.cur = nil
+			c.mu.Unlock()
+			close(call.done)
+		}()
+	}
+	c.mu.Unlock()
+	select {
+	case <-call.done:
+		return call.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // TokenFilter returns the crypto restriction of a token, nil when it may

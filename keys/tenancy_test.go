@@ -110,7 +110,7 @@ func TestTenancy_TokensAuthenticate(t *testing.T) {
 	if len(nt.Token.KeyIDs) != 1 || nt.Token.KeyIDs[0] != acme.DefaultKeyID {
 		t.Errorf("\"default\" in key ids: got %v, want [%s]", nt.Token.KeyIDs, acme.DefaultKeyID)
 	}
-	tok, o, err := s.Authenticate(nt.Secret)
+	tok, o, err := s.Authenticate(ctx, nt.Secret)
 	if err != nil || tok.ID != nt.Token.ID || o.ID != acme.ID {
 		t.Fatalf("authenticate: %v %v %v", tok, o, err)
 	}
@@ -127,14 +127,14 @@ func TestTenancy_TokensAuthenticate(t *testing.T) {
 		strings.Replace(nt.Secret, nt.Token.ID, "0000000000000000", 1), "Bearer " + nt.Secret,
 	}
 	for _, w := range wrong {
-		if _, _, err := s.Authenticate(w); !errors.Is(err, keys.ErrUnauthenticated) || err.Error() != keys.ErrUnauthenticated.Error() {
+		if _, _, err := s.Authenticate(ctx, w); !errors.Is(err, keys.ErrUnauthenticated) || err.Error() != keys.ErrUnauthenticated.Error() {
 			t.Errorf("secret %q: got %v", w, err)
 		}
 	}
 
 	// Expiry by the node's clock.
 	clock.Add(time.Hour)
-	if _, _, err := s.Authenticate(nt.Secret); !errors.Is(err, keys.ErrUnauthenticated) {
+	if _, _, err := s.Authenticate(ctx, nt.Secret); !errors.Is(err, keys.ErrUnauthenticated) {
 		t.Errorf("expired token: got %v", err)
 	}
 
@@ -146,7 +146,7 @@ func TestTenancy_TokensAuthenticate(t *testing.T) {
 	if _, err := s.RevokeToken(ctx, other.ID, admin.Token.ID); !errors.Is(err, fsm.ErrTokenNotFound) {
 		t.Errorf("revoke through another organization: got %v, want ErrTokenNotFound", err)
 	}
-	if _, _, err := s.Authenticate(admin.Secret); err != nil {
+	if _, _, err := s.Authenticate(ctx, admin.Secret); err != nil {
 		t.Fatalf("token revoked through another organization: %v", err)
 	}
 	for range 2 {
@@ -155,7 +155,7 @@ func TestTenancy_TokensAuthenticate(t *testing.T) {
 			t.Fatalf("revoke: %v %v", r, err)
 		}
 	}
-	if _, _, err := s.Authenticate(admin.Secret); !errors.Is(err, keys.ErrUnauthenticated) {
+	if _, _, err := s.Authenticate(ctx, admin.Secret); !errors.Is(err, keys.ErrUnauthenticated) {
 		t.Errorf("revoked token: got %v", err)
 	}
 

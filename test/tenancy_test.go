@@ -1298,13 +1298,10 @@ func TestTenancy_HomeZoneDown(t *testing.T) {
 // are down comes back alone, then the others, and a valid token is tried
 // on it throughout.
 func TestTenancy_RestartedNodeKeepsValidTokens(t *testing.T) {
-	// api/authz.go authenticate and keys.Service.Authenticate look the
-	// token up in the node's state as it stands: a restarted node's state
-	// lacks every token until its log is replayed, so a valid token gets
-	// 401. Like a key lookup, an unknown token should first wait (bounded)
-	// for the node to catch up with its leader, and answer 503 when it
-	// can't.
-	t.Skip("known bug: a restarted node answers 401 to valid tokens until it has replayed its log (api/authz.go authenticate)")
+	// A restarted node's state lacks every token until its log is
+	// replayed: like a key lookup, an unknown token first waits (bounded)
+	// for the node to catch up with its leader, and is answered 503 when
+	// it can't, never 401.
 	t.Parallel()
 	c := clustertest.New(t, 3, clustertest.Options{})
 	ctx := testCtx(t, 60*time.Second)

@@ -27,6 +27,9 @@ type Tenants struct {
 	seq    int
 	// Now is the fake's clock for expiries; nil means time.Now.
 	Now func() time.Time
+	// CatchUpErr, when set, is what Authenticate returns for a secret it
+	// does not know, as a node that can't catch up with its zone does.
+	CatchUpErr error
 }
 
 // NewTenants returns a fake with the organization "default".
@@ -75,7 +78,7 @@ func (f *Tenants) AddToken(secret, org string, role fsm.Role) *fsm.Token {
 }
 
 // Authenticate implements api.TenantService.
-func (f *Tenants) Authenticate(secret string) (*fsm.Token, *fsm.Organization, error) {
+func (f *Tenants) Authenticate(_ context.Context, secret string) (*fsm.Token, *fsm.Organization, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	sum := sha256.Sum256([]byte(secret))
@@ -85,6 +88,9 @@ func (f *Tenants) Authenticate(secret string) (*fsm.Token, *fsm.Organization, er
 				return t, o, nil
 			}
 		}
+	}
+	if f.CatchUpErr != nil {
+		return nil, nil, f.CatchUpErr
 	}
 	return nil, nil, keys.ErrUnauthenticated
 }

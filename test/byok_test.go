@@ -313,9 +313,18 @@ func TestBYOK_README(t *testing.T) {
 		t.Skip("needs bash to run the README's commands")
 	}
 	blocks := readmeSection(t, "Bring your own key and Tink")
-	if len(blocks) != 2 {
-		t.Fatalf("the section has %d shell blocks, want 2 (import, Tink)", len(blocks))
+	if len(blocks) != 3 {
+		t.Fatalf("the section has %d shell blocks, want 3 (import, raw import over TLS, Tink)", len(blocks))
 	}
+	// The raw import's block starts its own dev cluster with TLS, which
+	// the test starts instead (on free ports), and runs last: it sources
+	// that cluster's env file.
+	const tlsDevLine = "./bin/keyzone dev --zones 2 --tls --api-port 8400 --env-file .dev/env-tls   # in another shell"
+	if blocks[1][0] != tlsDevLine {
+		t.Fatalf("the raw import block starts with %q, want %q", blocks[1][0], tlsDevLine)
+	}
+	tlsLines := slices.Clone(blocks[1][1:])
+	blocks = [][]string{blocks[0], blocks[2]}
 	// The README runs from the repository root; the example is built here
 	// instead of by its go build line, which needs the module.
 	const buildLine = "go build -o bin/tink-envelope ./examples/tink-envelope"
@@ -343,6 +352,7 @@ func TestBYOK_README(t *testing.T) {
 		t.Fatal(err)
 	}
 	dev := startDev(t, bin, dir, "--zones", "2")
+	tlsDev := startDevAt(t, bin, dir, filepath.Join(dir, ".dev", "env-tls"), filepath.Join(dir, "data-tls"), "--zones", "2", "--tls")
 
 	var env []string
 	for _, kv := range os.Environ() {
@@ -350,7 +360,7 @@ func TestBYOK_README(t *testing.T) {
 			env = append(env, kv)
 		}
 	}
-	lines := append(slices.Clone(blocks[0]), tinkLines...)
+	lines := append(append(slices.Clone(blocks[0]), tinkLines...), tlsLines...)
 	outs := runScript(t, dir, env, lines)
 	out := func(prefix string, nth int) string {
 		t.Helper()
@@ -386,5 +396,12 @@ func TestBYOK_README(t *testing.T) {
 	if got := out("cmp README.md README.copy", 0); got != "same\n" {
 		t.Errorf("the Tink round trip printed %q, want %q", got, "same\n")
 	}
+	if raw := out(`./bin/keyzone key import "$RKEY" --material-file material.bin --raw`, 0); field(raw, "State") != "enabled" {
+		t.Errorf("the raw import over TLS printed:\n%s", raw)
+	}
+	if got := out("echo -n 'order #2002'", 0); got != "order #2002\n" {
+		t.Errorf("the raw-imported key's round trip through zone-b printed %q, want %q", got, "order #2002\n")
+	}
+	tlsDev.interrupt()
 	dev.interrupt()
 }

@@ -35,9 +35,15 @@ type devProcess struct {
 // and waits until it says it is up and has written F.
 func startDev(t *testing.T, bin, dir string, args ...string) *devProcess {
 	t.Helper()
-	envFile := filepath.Join(dir, ".dev", "env")
+	return startDevAt(t, bin, dir, filepath.Join(dir, ".dev", "env"), filepath.Join(dir, "data"), args...)
+}
+
+// startDevAt is startDev with its env file and data dir given, so that
+// two dev clusters can run side by side.
+func startDevAt(t *testing.T, bin, dir, envFile, dataDir string, args ...string) *devProcess {
+	t.Helper()
 	args = append(append([]string{"dev"}, args...),
-		"--api-port", "0", "--env-file", envFile, "--data-dir", filepath.Join(dir, "data"))
+		"--api-port", "0", "--env-file", envFile, "--data-dir", dataDir)
 	d := &devProcess{t: t, cmd: exec.Command(bin, args...), out: &syncBuffer{}, envFile: envFile}
 	d.cmd.Stdout, d.cmd.Stderr = d.out, d.out
 	if err := d.cmd.Start(); err != nil {

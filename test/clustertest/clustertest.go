@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -540,9 +541,10 @@ func WaitFor(t testing.TB, timeout time.Duration, what string, cond func() bool)
 }
 
 func trimScheme(u string) string {
-	const p = "http://"
-	if len(u) > len(p) && u[:len(p)] == p {
-		return u[len(p):]
+	for _, p := range []string{"http://", "https://"} {
+		if rest, ok := strings.CutPrefix(u, p); ok {
+			return rest
+		}
 	}
 	return u
 }

@@ -11,7 +11,6 @@
 package audit
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -68,15 +67,9 @@ type Event struct {
 	Duration time.Duration `json:"-"`
 }
 
-// MarshalJSON writes the duration in milliseconds and the time in UTC.
-func (e Event) MarshalJSON() ([]byte, error) {
-	type plain Event
-	return json.Marshal(struct {
-		Time string `json:"time"`
-		plain
-		DurationMS float64 `json:"duration_ms"`
-	}{e.Time.UTC().Format(time.RFC3339Nano), plain(e), float64(e.Duration.Microseconds()) / 1000})
-}
+// MarshalJSON writes the duration in milliseconds and the time in UTC
+// (see AppendJSON).
+func (e Event) MarshalJSON() ([]byte, error) { return e.AppendJSON(nil), nil }
 
 // OutcomeOf classifies an HTTP status.
 func OutcomeOf(status int) string {
@@ -179,6 +172,7 @@ type JSONSink struct {
 	mu     sync.Mutex
 	w      io.Writer
 	closer io.Closer
+	buf    []byte // the line being written, reused under mu
 	health
 }
 
@@ -206,14 +200,10 @@ func Open(path string) (*JSONSink, error) {
 
 // Record writes e as one line.
 func (s *JSONSink) Record(e Event) error {
-	b, err := json.Marshal(e)
-	if err != nil {
-		return fmt.Errorf("audit: encode event: %w", err)
-	}
-	b = append(b, '\n')
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, err := s.w.Write(b); err != nil {
+	s.buf = append(e.AppendJSON(s.buf[:0]), '\n')
+	if _, err := s.w.Write(s.buf); err != nil {
 		err = fmt.Errorf("audit: write event: %w", err)
 		s.set(err)
 		return err

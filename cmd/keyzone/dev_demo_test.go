@@ -4,9 +4,11 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -42,28 +44,7 @@ func readEnvFile(t *testing.T, path string) (map[string]string, []string) {
 func TestDev_DemoOrganization(t *testing.T) {
 	dir := t.TempDir()
 	envFile := filepath.Join(dir, ".dev", "env")
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- runDev(ctx, devFlags{zones: 2, nodes: 1, apiPort: 0, envFile: envFile, dataDir: filepath.Join(dir, "data"), logLevel: "error"})
-	}()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(30 * time.Second):
-			t.Error("dev did not stop within 30s")
-		}
-	})
-	clustertest.WaitFor(t, 90*time.Second, "dev to write its env file", func() bool {
-		select {
-		case err := <-done:
-			t.Fatalf("dev stopped: %v", err)
-		default:
-		}
-		_, err := os.Stat(envFile)
-		return err == nil
-	})
+	stop := runDevInProcess(t, devFlags{zones: 2, nodes: 1, apiPort: 0, envFile: envFile, dataDir: filepath.Join(dir, "data"), logLevel: "error"})
 	env, names := readEnvFile(t, envFile)
 	want := []string{"KEYZONE_ADDR", "KEYZONE_TOKEN", "KEYZONE_OPERATOR_TOKEN", "KEYZONE_CRYPTO_TOKEN", "KEYZONE_AUDIT_DIR",
 		"KEYZONE_ADDR_ZONE_A", "KEYZONE_ADDR_ZONE_B", "KEYZONE_ROOT_KEY_FILE", "KEYZONE_HOME_ZONE", "KEYZONE_JOIN_ZONE_A", "KEYZONE_JOIN_ZONE_B"}
@@ -114,12 +95,48 @@ func TestDev_DemoOrganization(t *testing.T) {
 		}
 	}
 
-	cancel()
-	if err := <-done; err != nil {
+	if err := stop(); err != nil {
 		t.Fatalf("dev: %v", err)
 	}
-	done <- nil // for the clean-up
 	if _, err := os.Stat(envFile); !os.IsNotExist(err) {
 		t.Errorf("env file left behind: %v", err)
 	}
+}
+
+// runDevInProcess runs `keyzone dev` with f in this process, and returns
+// once it has written its env file f.envFile. stop (called at the latest
+// when the test ends) stops it and returns its error.
+func runDevInProcess(t *testing.T, f devFlags) (stop func() error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- runDev(ctx, f) }()
+	var once sync.Once
+	var err error
+	stop = func() error {
+		once.Do(func() {
+			cancel()
+			select {
+			case err = <-done:
+			case <-time.After(30 * time.Second):
+				err = errors.New("dev did not stop within 30s")
+			}
+		})
+		return err
+	}
+	t.Cleanup(func() {
+		if err := stop(); err != nil {
+			t.Error(err)
+		}
+	})
+	clustertest.WaitFor(t, 90*time.Second, "dev to write its env file", func() bool {
+		select {
+		case err := <-done:
+			t.Fatalf("dev stopped: %v", err)
+		default:
+		}
+		_, err := os.Stat(f.envFile)
+		return err == nil
+	})
+	return stop
 }

@@ -189,28 +189,7 @@ func TestCertReloader(t *testing.T) {
 func TestDev_TLS(t *testing.T) {
 	dir := t.TempDir()
 	envFile := filepath.Join(dir, "env")
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- runDev(ctx, devFlags{zones: 2, nodes: 1, envFile: envFile, dataDir: filepath.Join(dir, "data"), logLevel: "error", tls: true})
-	}()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(30 * time.Second):
-			t.Error("dev did not stop within 30s")
-		}
-	})
-	clustertest.WaitFor(t, 90*time.Second, "dev to write its env file", func() bool {
-		select {
-		case err := <-done:
-			t.Fatalf("dev stopped: %v", err)
-		default:
-		}
-		_, err := os.Stat(envFile)
-		return err == nil
-	})
+	runDevInProcess(t, devFlags{zones: 2, nodes: 1, envFile: envFile, dataDir: filepath.Join(dir, "data"), logLevel: "error", tls: true})
 	env, _ := readEnvFile(t, envFile)
 	for _, name := range []string{"KEYZONE_ADDR", "KEYZONE_ADDR_ZONE_A", "KEYZONE_ADDR_ZONE_B"} {
 		if !strings.HasPrefix(env[name], "https://127.0.0.1:") {

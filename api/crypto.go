@@ -2,7 +2,6 @@ package api
 
 import (
 	"fmt"
-	"net/http"
 
 	"github.com/gin-gonic/gin"
 
@@ -33,7 +32,7 @@ func (s *server) encrypt(c *gin.Context) {
 		return
 	}
 	auditKey(c, res.KeyID, res.KeyVersion)
-	c.JSON(http.StatusOK, wire.EncryptResponse{KeyID: res.KeyID, KeyVersion: res.KeyVersion, Ciphertext: res.Ciphertext})
+	respondJSON(c, wire.EncryptResponse{KeyID: res.KeyID, KeyVersion: res.KeyVersion, Ciphertext: res.Ciphertext}, appendEncryptResponse)
 }
 
 // decrypt serves POST /v1/decrypt (the key named by the ciphertext) and
@@ -56,7 +55,7 @@ func (s *server) decrypt(c *gin.Context) {
 		return
 	}
 	auditKey(c, res.KeyID, res.KeyVersion)
-	c.JSON(http.StatusOK, wire.DecryptResponse{KeyID: res.KeyID, KeyVersion: res.KeyVersion, Plaintext: res.Plaintext})
+	respondJSON(c, wire.DecryptResponse{KeyID: res.KeyID, KeyVersion: res.KeyVersion, Plaintext: res.Plaintext}, appendDecryptResponse)
 }
 
 func (s *server) generateDataKey(c *gin.Context) {
@@ -82,7 +81,7 @@ func (s *server) generateDataKey(c *gin.Context) {
 		out.Plaintext = nil
 	}
 	auditKey(c, res.KeyID, res.KeyVersion)
-	c.JSON(http.StatusOK, out)
+	respondJSON(c, out, appendGenerateDataKeyResponse)
 }
 
 // reEncrypt serves POST /v1/re-encrypt and POST /v1/keys/{id}/re-encrypt
@@ -107,5 +106,5 @@ func (s *server) reEncrypt(c *gin.Context) {
 		return
 	}
 	auditKey(c, res.KeyID, res.KeyVersion)
-	c.JSON(http.StatusOK, wire.ReEncryptResponse{KeyID: res.KeyID, KeyVersion: res.KeyVersion, Ciphertext: res.Ciphertext})
+	respondJSON(c, wire.ReEncryptResponse{KeyID: res.KeyID, KeyVersion: res.KeyVersion, Ciphertext: res.Ciphertext}, appendReEncryptResponse)
 }

@@ -213,3 +213,38 @@ func TestAPI_IdempotencyKey(t *testing.T) {
 		t.Errorf("rotate params: got %+v", p)
 	}
 }
+
+// The crypto routes take the bodies clients send by a fast path and leave
+// every other valid body to encoding/json: all reach the service alike,
+// and the answers are the same JSON.
+func TestAPI_CryptoBodies(t *testing.T) {
+	e := newEnv(t)
+	k := e.createKey(t, "k")
+	for _, body := range []string{
+		`{"plaintext":"aGk=","encryption_context":{"a":"b"}}`,
+		` { "plaintext" : "aGk=" , "encryption_context" : { "a" : "b" } } `,
+		`{"Plaintext":"aGk=","encryption_context":{"a":"b"}}`,
+		`{"plaintext":"a\u0047k=","encryption_context":{"\u0061":"b"}}`,
+		`{"plaintext":"aGk=","encryption_context":{"a":"x"},"encryption_context":{"a":"b"}}`,
+	} {
+		rec := e.do(t, "POST", "/v1/keys/"+k.ID+"/encrypt", body)
+		if rec.Code != http.StatusOK {
+			t.Fatalf("%s: got %d %s", body, rec.Code, rec.Body)
+		}
+		p := e.keys.LastCall().Params.(keys.EncryptParams)
+		if string(p.Plaintext) != "hi" || len(p.Context.Map) != 1 || p.Context.Map["a"] != "b" {
+			t.Errorf("%s: service got plaintext %q, context %v", body, p.Plaintext, p.Context.Map)
+		}
+		if ct := rec.Header().Get("Content-Type"); ct != "application/json; charset=utf-8" {
+			t.Errorf("Content-Type: got %q", ct)
+		}
+		enc := decode[wire.EncryptResponse](t, rec)
+		if enc.KeyID != k.ID || enc.KeyVersion != 1 || len(enc.Ciphertext) == 0 {
+			t.Fatalf("encrypt answer: %+v", enc)
+		}
+		rec = e.do(t, "POST", "/v1/decrypt", `{"ciphertext":"`+base64.StdEncoding.EncodeToString(enc.Ciphertext)+`","encryption_context":{"a":"b"}}`)
+		if dec := decode[wire.DecryptResponse](t, rec); rec.Code != http.StatusOK || string(dec.Plaintext) != "hi" || dec.KeyID != k.ID {
+			t.Errorf("decrypt: got %d %s", rec.Code, rec.Body)
+		}
+	}
+}

@@ -242,9 +242,9 @@ func (n *Node) checkSnapshotMeta(m snapshot.Meta) error {
 		return &snapshotRefusal{kind: ErrSnapshotMismatch, msg: fmt.Sprintf(
 			"the snapshot is of zone %q, this node is in zone %q: a zone restores only its own snapshots", m.Zone, n.cfg.Zone)}
 	}
-	if m.StateFormat != fsm.SnapshotFormat {
+	if !fsm.ReadsSnapshotFormat(m.StateFormat) {
 		return &snapshotRefusal{kind: snapshot.ErrInvalid, msg: fmt.Sprintf(
-			"invalid snapshot: state format %d, this node reads format %d", m.StateFormat, fsm.SnapshotFormat)}
+			"invalid snapshot: state format %d, this node reads formats 1 to %d", m.StateFormat, fsm.SnapshotFormat)}
 	}
 	return nil
 }

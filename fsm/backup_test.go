@@ -92,3 +92,22 @@ func TestCheckSnapshot_RefusesTruncated(t *testing.T) {
 type nopCloser struct{ *bytes.Reader }
 
 func (nopCloser) Close() error { return nil }
+
+// CheckSnapshot reads backups of both formats, those taken before format
+// 2 included, and refuses both cut short.
+func TestCheckSnapshot_BothFormats(t *testing.T) {
+	format2, format1 := richBytes(t)
+	want := SnapshotInfo{Index: 50, Term: 3, Keys: 6, Tombstones: 2, Organizations: 1, Tokens: 2}
+	for name, b := range map[string][]byte{"format 2": format2, "format 1": format1} {
+		info, err := CheckSnapshot(bytes.NewReader(b), "zone-1")
+		if err != nil || info != want {
+			t.Errorf("%s: CheckSnapshot = %+v, %v, want %+v", name, info, err, want)
+		}
+		if _, err := CheckSnapshot(bytes.NewReader(b[:len(b)-2]), "zone-1"); !errors.Is(err, errSnapshot) {
+			t.Errorf("%s cut short: err = %v, want errSnapshot", name, err)
+		}
+	}
+	if !ReadsSnapshotFormat(1) || !ReadsSnapshotFormat(SnapshotFormat) || ReadsSnapshotFormat(SnapshotFormat+1) {
+		t.Error("ReadsSnapshotFormat does not name the formats CheckSnapshot reads")
+	}
+}

@@ -30,8 +30,9 @@
 // and never reused. To change a command's meaning, add a type or a
 // version and propose it only once every voter supports it.
 //
-// Snapshots are newline-delimited JSON, sorted so that equal states give
-// equal bytes; see DESIGN.md in this directory.
+// Snapshots are binary frames (format 2; Restore still reads the JSON of
+// format 1), sorted so that equal states give equal bytes; see DESIGN.md
+// in this directory.
 //
 // # Proposers
 //

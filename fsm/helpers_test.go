@@ -162,8 +162,7 @@ func snapshotBytes(t testing.TB, f *FSM) []byte {
 // the applied index.
 func stateBytes(t testing.TB, f *FSM) string {
 	t.Helper()
-	b := snapshotBytes(t, f)
-	return string(b[bytes.IndexByte(b, '\n')+1:])
+	return string(withoutHeader(t, snapshotBytes(t, f)))
 }
 
 type readCloser struct{ *bytes.Reader }

@@ -2,7 +2,6 @@ package fsm
 
 import (
 	"crypto/sha256"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -232,10 +231,9 @@ func (s *state) restoreImport(p *ImportParams) error {
 }
 
 // writeImports writes the import parameters sorted by key id.
-func writeImports(enc *json.Encoder, m map[string]ImportParams) error {
+func writeImports(w *snapshotWriter, m map[string]ImportParams) error {
 	for _, id := range slices.Sorted(maps.Keys(m)) {
-		p := m[id]
-		if err := enc.Encode(snapshotRecord{Type: recordImport, Import: &p}); err != nil {
+		if err := w.jsonFrame(frameImport, m[id]); err != nil {
 			return err
 		}
 	}

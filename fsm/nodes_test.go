@@ -143,7 +143,7 @@ func TestFSM_RemoveNode_SnapshotWithoutRemovals(t *testing.T) {
 func TestFSM_RemoveNode_RestoreRejectsMalformed(t *testing.T) {
 	f := newFSM(t)
 	applySteps(t, f, []step{removeNode("n1", t0)})
-	good := string(snapshotBytes(t, f))
+	good := string(jsonSnapshotBytes(t, f))
 	rec := `{"type":"removed_node","removed_node":{"node_id":"n1","zone":"zone-1","removed_at":` + strconv.FormatInt(t0, 10) + "}}\n"
 	if !strings.Contains(good, rec) {
 		t.Fatalf("snapshot lacks %s:\n%s", rec, good)

@@ -2,23 +2,29 @@ package fsm
 
 import (
 	"bufio"
-	"cmp"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"maps"
 	"slices"
-	"sort"
 
 	"github.com/hashicorp/raft"
 )
 
-// SnapshotFormat is the version of the snapshot stream Persist writes and
-// Restore accepts. A change to the records' meaning needs a new format.
-const SnapshotFormat = 1
+// SnapshotFormat is the version of the snapshot stream Persist and Backup
+// write: the binary frames of snapshot_binary.go. Restore and
+// CheckSnapshot read it and format 1 (see ReadsSnapshotFormat). A change
+// to the records' meaning needs a new format.
+const SnapshotFormat = 2
 
-// Snapshot record types.
+// snapshotFormatJSON is format 1: newline-delimited JSON, written before
+// format 2 and still read, so that snapshots and backups already on disk
+// restore.
+const snapshotFormatJSON = 1
+
+// Record types of format 1.
 const (
 	recordKey         = "key"
 	recordTombstone   = "tombstone"
@@ -35,7 +41,7 @@ const (
 	recordEnd          = "end"
 )
 
-// snapshotHeader is the first line of a snapshot: the format, and the
+// snapshotHeader is the first record of a snapshot: the format, and the
 // index and term of the last log the state includes.
 type snapshotHeader struct {
 	Format int    `json:"format"`
@@ -45,10 +51,10 @@ type snapshotHeader struct {
 	ChangeSeq uint64 `json:"change_seq,omitempty"`
 }
 
-// snapshotRecord is every line after the header. Exactly the field that
-// Type names is set. The last record, of type "end", counts the records
-// before it, so that a truncated stream is refused rather than restored
-// as a smaller state.
+// snapshotRecord is every line after the header in format 1. Exactly the
+// field that Type names is set. The last record, of type "end", counts
+// the records before it, so that a truncated stream is refused rather
+// than restored as a smaller state.
 type snapshotRecord struct {
 	Type         string             `json:"type"`
 	Key          *Key               `json:"key,omitempty"`
@@ -63,6 +69,7 @@ type snapshotRecord struct {
 	Counts       *snapshotCounts    `json:"counts,omitempty"`
 }
 
+// snapshotCounts is the end record of both formats.
 type snapshotCounts struct {
 	Keys        int `json:"keys"`
 	Tombstones  int `json:"tombstones"`
@@ -115,10 +122,9 @@ func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 	}, nil
 }
 
-// Persist writes the snapshot as newline-delimited JSON: the header, the
-// keys sorted by id, the tombstones sorted by id, the idempotency records
-// sorted by scope, then the end record. Two FSMs that applied the same
-// log write identical bytes. On error the sink is cancelled.
+// Persist writes the snapshot in format 2 (see snapshot_binary.go). Two
+// FSMs that applied the same log write identical bytes. On error the sink
+// is cancelled.
 func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
 	if err := s.write(sink); err != nil {
 		_ = sink.Cancel()
@@ -133,60 +139,11 @@ func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
 // Release does nothing: the snapshot holds only memory.
 func (s *fsmSnapshot) Release() {}
 
-func (s *fsmSnapshot) write(w io.Writer) error {
-	bw := bufio.NewWriterSize(w, 256<<10)
-	enc := json.NewEncoder(bw)
-	if err := enc.Encode(s.header); err != nil {
-		return err
-	}
-	for _, id := range slices.Sorted(maps.Keys(s.keys)) {
-		if err := enc.Encode(snapshotRecord{Type: recordKey, Key: s.keys[id]}); err != nil {
-			return err
-		}
-	}
-	for _, id := range slices.Sorted(maps.Keys(s.tombstones)) {
-		t := s.tombstones[id]
-		if err := enc.Encode(snapshotRecord{Type: recordTombstone, Tombstone: &t}); err != nil {
-			return err
-		}
-	}
-	for _, scope := range slices.Sorted(maps.Keys(s.idem)) {
-		r := s.idem[scope]
-		if err := enc.Encode(snapshotRecord{Type: recordIdempotency, Idempotency: &r}); err != nil {
-			return err
-		}
-	}
-	changes := slices.SortedFunc(maps.Values(s.changes), func(a, b ChangeEntry) int { return cmp.Compare(a.Seq, b.Seq) })
-	for i := range changes {
-		if err := enc.Encode(snapshotRecord{Type: recordChange, Change: &changes[i]}); err != nil {
-			return err
-		}
-	}
-	for _, z := range slices.Sorted(maps.Keys(s.repl)) {
-		r := s.repl[z]
-		if err := enc.Encode(snapshotRecord{Type: recordReplication, Replication: &r}); err != nil {
-			return err
-		}
-	}
-	for _, id := range slices.Sorted(maps.Keys(s.removed)) {
-		r := s.removed[id]
-		if err := enc.Encode(snapshotRecord{Type: recordRemovedNode, RemovedNode: &r}); err != nil {
-			return err
-		}
-	}
-	if err := writeImports(enc, s.imports); err != nil {
-		return err
-	}
-	if err := writeTenancy(enc, s.orgs, s.tokens); err != nil {
-		return err
-	}
-	end := snapshotCounts{Keys: len(s.keys), Tombstones: len(s.tombstones), Idempotency: len(s.idem),
+// counts returns the end record of the snapshot.
+func (s *fsmSnapshot) counts() snapshotCounts {
+	return snapshotCounts{Keys: len(s.keys), Tombstones: len(s.tombstones), Idempotency: len(s.idem),
 		Changes: len(s.changes), Replication: len(s.repl), RemovedNodes: len(s.removed), Imports: len(s.imports),
 		Organizations: len(s.orgs), Tokens: len(s.tokens)}
-	if err := enc.Encode(snapshotRecord{Type: recordEnd, Counts: &end}); err != nil {
-		return err
-	}
-	return bw.Flush()
 }
 
 // Restore replaces the whole state with the snapshot read from rc. It
@@ -211,140 +168,212 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 // errSnapshot marks a malformed snapshot stream.
 var errSnapshot = errors.New("malformed snapshot")
 
+// ReadsSnapshotFormat reports whether Restore and CheckSnapshot read
+// snapshot streams of the given format: the one Persist writes, and the
+// JSON of format 1, which snapshots and backups taken before format 2
+// hold.
+func ReadsSnapshotFormat(format int) bool {
+	return format == SnapshotFormat || format == snapshotFormatJSON
+}
+
+// readSnapshot reads a stream of either format, told apart by its first
+// bytes: format 1 is JSON and starts with '{', format 2 with a magic
+// prefix that no JSON document starts with.
 func readSnapshot(r io.Reader, zone string) (*state, error) {
-	dec := json.NewDecoder(bufio.NewReaderSize(r, 256<<10))
+	br := bufio.NewReaderSize(r, snapshotBufferSize)
+	if p, _ := br.Peek(len(snapshotMagic) + 1); bytes.HasPrefix(p, []byte(snapshotMagic)) {
+		if len(p) <= len(snapshotMagic) || p[len(snapshotMagic)] != SnapshotFormat {
+			return nil, fmt.Errorf("unknown snapshot format after the magic prefix: %w", errSnapshot)
+		}
+		return readBinarySnapshot(br, zone)
+	}
+	return readJSONSnapshot(br, zone)
+}
+
+// readJSONSnapshot reads format 1: newline-delimited JSON, a header line
+// then one snapshotRecord a line.
+func readJSONSnapshot(r io.Reader, zone string) (*state, error) {
+	dec := json.NewDecoder(r)
 	dec.DisallowUnknownFields()
 
 	var h snapshotHeader
 	if err := dec.Decode(&h); err != nil {
-		return nil, fmt.Errorf("header: %w", err)
+		return nil, fmt.Errorf("header: %w: %w", err, errSnapshot)
 	}
-	if h.Format != SnapshotFormat {
+	if h.Format != snapshotFormatJSON {
 		return nil, fmt.Errorf("unknown snapshot format %d: %w", h.Format, errSnapshot)
 	}
-
-	st := newState(zone)
-	st.index, st.term, st.changeSeq = h.Index, h.Term, h.ChangeSeq
-	orgIDs := make(map[string][]string)
+	rs := newRestoring(zone, h)
 	for {
 		var rec snapshotRecord
 		if err := dec.Decode(&rec); err != nil {
 			if err == io.EOF {
 				return nil, fmt.Errorf("truncated before end record: %w", errSnapshot)
 			}
-			return nil, err
+			return nil, fmt.Errorf("%w: %w", err, errSnapshot)
 		}
+		var err error
 		switch rec.Type {
 		case recordKey:
-			k := rec.Key
-			if k == nil || k.ID == "" || k.Organization == "" {
-				return nil, fmt.Errorf("key record without id or organization: %w", errSnapshot)
+			if rec.Key != nil {
+				internKey(rec.Key)
 			}
-			switch k.State {
-			case KeyStateEnabled, KeyStateDisabled, KeyStatePendingDeletion, KeyStatePendingImport:
-			default:
-				return nil, fmt.Errorf("key %s in unknown state %q: %w", k.ID, k.State, errSnapshot)
-			}
-			if err := st.checkNewID(k.ID); err != nil {
-				return nil, err
-			}
-			internKey(k)
-			st.keys[k.ID] = k
-			orgIDs[k.Organization] = append(orgIDs[k.Organization], k.ID)
+			err = rs.key(rec.Key)
 		case recordTombstone:
-			t := rec.Tombstone
-			if t == nil || t.ID == "" {
-				return nil, fmt.Errorf("tombstone record without id: %w", errSnapshot)
-			}
-			if err := st.checkNewID(t.ID); err != nil {
-				return nil, err
-			}
-			t.Organization = intern(t.Organization)
-			st.tombstones[t.ID] = *t
+			err = rs.tombstone(rec.Tombstone)
 		case recordIdempotency:
-			r := rec.Idempotency
-			if r == nil || r.Scope == "" {
-				return nil, fmt.Errorf("idempotency record without scope: %w", errSnapshot)
-			}
-			if _, dup := st.idem[r.Scope]; dup {
-				return nil, fmt.Errorf("duplicate idempotency scope %q: %w", r.Scope, errSnapshot)
-			}
-			st.idem[r.Scope] = *r
+			err = rs.idempotency(rec.Idempotency)
 		case recordChange:
-			e := rec.Change
-			if e == nil || e.Seq == 0 || e.Seq > st.changeSeq || !wellFormedEntry(e) {
-				return nil, fmt.Errorf("malformed change record: %w", errSnapshot)
+			if rec.Change != nil && rec.Change.Key != nil {
+				internKey(rec.Change.Key)
 			}
-			if _, dup := st.changes[e.KeyID]; dup {
-				return nil, fmt.Errorf("duplicate change entry for key %q: %w", e.KeyID, errSnapshot)
-			}
-			if e.Key != nil {
-				internKey(e.Key)
-				// Share the live key when the entry is its newest state.
-				if live, ok := st.keys[e.KeyID]; ok && live.Revision == e.Key.Revision {
-					e.Key = live
-				}
-			}
-			st.changes[e.KeyID] = *e
-			st.bySeq.ReplaceOrInsert(seqEntry{seq: e.Seq, keyID: e.KeyID})
+			err = rs.change(rec.Change)
 		case recordReplication:
-			z := rec.Replication
-			if z == nil || z.Zone == "" {
-				return nil, fmt.Errorf("replication record without zone: %w", errSnapshot)
-			}
-			z.Zone = intern(z.Zone)
-			st.replication[z.Zone] = *z
+			err = rs.replication(rec.Replication)
 		case recordRemovedNode:
-			r := rec.RemovedNode
-			if r == nil || r.NodeID == "" {
-				return nil, fmt.Errorf("removed node record without node id: %w", errSnapshot)
-			}
-			if _, dup := st.removedNodes[r.NodeID]; dup {
-				return nil, fmt.Errorf("duplicate removed node %q: %w", r.NodeID, errSnapshot)
-			}
-			if st.removedNodes == nil {
-				st.removedNodes = make(map[string]RemovedNode)
-			}
-			r.Zone = intern(r.Zone)
-			st.removedNodes[r.NodeID] = *r
+			err = rs.removedNode(rec.RemovedNode)
 		case recordImport:
-			if err := st.restoreImport(rec.Import); err != nil {
-				return nil, err
-			}
+			err = rs.st.restoreImport(rec.Import)
 		case recordOrganization:
-			if err := st.restoreOrganization(rec.Organization); err != nil {
-				return nil, err
-			}
+			err = rs.st.restoreOrganization(rec.Organization)
 		case recordToken:
-			if err := st.restoreToken(rec.Token); err != nil {
-				return nil, err
-			}
+			err = rs.st.restoreToken(rec.Token)
 		case recordEnd:
-			c := rec.Counts
-			got := snapshotCounts{Keys: len(st.keys), Tombstones: len(st.tombstones), Idempotency: len(st.idem),
-				Changes: len(st.changes), Replication: len(st.replication), RemovedNodes: len(st.removedNodes), Imports: len(st.imports),
-				Organizations: len(st.orgs), Tokens: len(st.tokens)}
-			if c == nil || *c != got {
-				return nil, fmt.Errorf("end record counts %+v, read %+v: %w", c, got, errSnapshot)
-			}
 			if err := dec.Decode(new(json.RawMessage)); err != io.EOF {
 				return nil, fmt.Errorf("data after end record: %w", errSnapshot)
 			}
-			for id, k := range st.keys {
-				if k.PendingVersion != 0 && !k.IsReplicaIn(zone) {
-					st.pending[id] = struct{}{}
-				}
-				st.count(k)
-			}
-			for org, ids := range orgIDs {
-				sort.Strings(ids) // already sorted when written by Persist
-				st.byOrg[org] = buildIndex(ids)
-			}
-			return st, nil
+			return rs.end(rec.Counts)
 		default:
-			return nil, fmt.Errorf("unknown record type %q: %w", rec.Type, errSnapshot)
+			err = fmt.Errorf("unknown record type %q: %w", rec.Type, errSnapshot)
+		}
+		if err != nil {
+			return nil, err
 		}
 	}
+}
+
+// restoring is a state being read from a snapshot stream, one record at
+// a time. Both formats hand their records to its checks, so a stream is
+// accepted or refused for the same reasons whatever its format.
+type restoring struct {
+	st *state
+	// orgKeys lists the key ids of each organization in stream order.
+	orgKeys map[string][]string
+}
+
+func newRestoring(zone string, h snapshotHeader) *restoring {
+	st := newState(zone)
+	st.index, st.term, st.changeSeq = h.Index, h.Term, h.ChangeSeq
+	return &restoring{st: st, orgKeys: make(map[string][]string)}
+}
+
+// key adds a live key, whose strings the caller has interned.
+func (r *restoring) key(k *Key) error {
+	if k == nil || k.ID == "" || k.Organization == "" {
+		return fmt.Errorf("key record without id or organization: %w", errSnapshot)
+	}
+	switch k.State {
+	case KeyStateEnabled, KeyStateDisabled, KeyStatePendingDeletion, KeyStatePendingImport:
+	default:
+		return fmt.Errorf("key %s in unknown state %q: %w", k.ID, k.State, errSnapshot)
+	}
+	if err := r.st.checkNewID(k.ID); err != nil {
+		return err
+	}
+	r.st.keys[k.ID] = k
+	r.orgKeys[k.Organization] = append(r.orgKeys[k.Organization], k.ID)
+	return nil
+}
+
+func (r *restoring) tombstone(t *Tombstone) error {
+	if t == nil || t.ID == "" {
+		return fmt.Errorf("tombstone record without id: %w", errSnapshot)
+	}
+	if err := r.st.checkNewID(t.ID); err != nil {
+		return err
+	}
+	t.Organization = intern(t.Organization)
+	r.st.tombstones[t.ID] = *t
+	return nil
+}
+
+func (r *restoring) idempotency(rec *IdempotencyRecord) error {
+	if rec == nil || rec.Scope == "" {
+		return fmt.Errorf("idempotency record without scope: %w", errSnapshot)
+	}
+	if _, dup := r.st.idem[rec.Scope]; dup {
+		return fmt.Errorf("duplicate idempotency scope %q: %w", rec.Scope, errSnapshot)
+	}
+	r.st.idem[rec.Scope] = *rec
+	return nil
+}
+
+// change adds a change log entry, whose key's strings the caller has
+// interned. An entry holding the newest state of a live key shares it.
+func (r *restoring) change(e *ChangeEntry) error {
+	st := r.st
+	if e == nil || e.Seq == 0 || e.Seq > st.changeSeq || !wellFormedEntry(e) {
+		return fmt.Errorf("malformed change record: %w", errSnapshot)
+	}
+	if _, dup := st.changes[e.KeyID]; dup {
+		return fmt.Errorf("duplicate change entry for key %q: %w", e.KeyID, errSnapshot)
+	}
+	if e.Key != nil {
+		if live, ok := st.keys[e.KeyID]; ok && live.Revision == e.Key.Revision {
+			e.Key = live
+		}
+	}
+	st.changes[e.KeyID] = *e
+	st.bySeq.ReplaceOrInsert(seqEntry{seq: e.Seq, keyID: e.KeyID})
+	return nil
+}
+
+func (r *restoring) replication(z *ZoneProgress) error {
+	if z == nil || z.Zone == "" {
+		return fmt.Errorf("replication record without zone: %w", errSnapshot)
+	}
+	z.Zone = intern(z.Zone)
+	r.st.replication[z.Zone] = *z
+	return nil
+}
+
+func (r *restoring) removedNode(n *RemovedNode) error {
+	st := r.st
+	if n == nil || n.NodeID == "" {
+		return fmt.Errorf("removed node record without node id: %w", errSnapshot)
+	}
+	if _, dup := st.removedNodes[n.NodeID]; dup {
+		return fmt.Errorf("duplicate removed node %q: %w", n.NodeID, errSnapshot)
+	}
+	if st.removedNodes == nil {
+		st.removedNodes = make(map[string]RemovedNode)
+	}
+	n.Zone = intern(n.Zone)
+	st.removedNodes[n.NodeID] = *n
+	return nil
+}
+
+// end checks the end record's counts against the records read, so that
+// a stream cut short is refused, and builds the indexes of the state.
+func (r *restoring) end(c *snapshotCounts) (*state, error) {
+	st := r.st
+	got := snapshotCounts{Keys: len(st.keys), Tombstones: len(st.tombstones), Idempotency: len(st.idem),
+		Changes: len(st.changes), Replication: len(st.replication), RemovedNodes: len(st.removedNodes), Imports: len(st.imports),
+		Organizations: len(st.orgs), Tokens: len(st.tokens)}
+	if c == nil || *c != got {
+		return nil, fmt.Errorf("end record counts %+v, read %+v: %w", c, got, errSnapshot)
+	}
+	for id, k := range st.keys {
+		if k.PendingVersion != 0 && !k.IsReplicaIn(st.zone) {
+			st.pending[id] = struct{}{}
+		}
+		st.count(k)
+	}
+	for org, ids := range r.orgKeys {
+		slices.Sort(ids) // already sorted when written by Persist
+		st.byOrg[org] = buildIndex(ids)
+	}
+	return st, nil
 }
 
 // checkNewID refuses an id seen before in the stream, as key or tombstone.

@@ -1,7 +1,9 @@
 package fsm
 
 import (
+	"bytes"
 	"flag"
+	"io"
 	"runtime"
 	"strings"
 	"testing"
@@ -58,34 +60,51 @@ func benchSnapshotRestore(b *testing.B, n int) {
 			snap.Release()
 		}
 	})
-	data := snapshotBytes(b, f)
-	b.Run("persist", func(b *testing.B) {
-		for b.Loop() {
-			snap, err := f.Snapshot()
-			if err != nil {
-				b.Fatal(err)
-			}
-			var sink countingSink
-			if err := snap.Persist(&sink); err != nil {
-				b.Fatal(err)
-			}
-			snap.Release()
+	// Format 1 (JSON, written before format 2 and still read) beside
+	// format 2, which Persist writes, for a comparison in one run.
+	for _, format := range []struct {
+		name  string
+		write func(*fsmSnapshot, io.Writer) error
+	}{
+		{"format=1", (*fsmSnapshot).writeJSON},
+		{"format=2", (*fsmSnapshot).write},
+	} {
+		snap, err := f.Snapshot()
+		if err != nil {
+			b.Fatal(err)
 		}
-		b.ReportMetric(float64(len(data)), "bytes")
-		b.ReportMetric(float64(len(data))/float64(n), "bytes/key")
-	})
-	b.Run("restore", func(b *testing.B) {
-		for b.Loop() {
-			g := benchFSM()
-			if err := restoreBytes(g, data); err != nil {
-				b.Fatal(err)
-			}
-			if g.KeyCount() != n {
-				b.Fatalf("restored %d keys, want %d", g.KeyCount(), n)
-			}
+		var buf bytes.Buffer
+		if err := format.write(snap.(*fsmSnapshot), &buf); err != nil {
+			b.Fatal(err)
 		}
-		b.ReportMetric(float64(len(data)), "bytes")
-	})
+		data := buf.Bytes()
+		b.Run("persist/"+format.name, func(b *testing.B) {
+			for b.Loop() {
+				snap, err := f.Snapshot()
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := format.write(snap.(*fsmSnapshot), &countingSink{}); err != nil {
+					b.Fatal(err)
+				}
+				snap.Release()
+			}
+			b.ReportMetric(float64(len(data)), "bytes")
+			b.ReportMetric(float64(len(data))/float64(n), "bytes/key")
+		})
+		b.Run("restore/"+format.name, func(b *testing.B) {
+			for b.Loop() {
+				g := benchFSM()
+				if err := restoreBytes(g, data); err != nil {
+					b.Fatal(err)
+				}
+				if g.KeyCount() != n {
+					b.Fatalf("restored %d keys, want %d", g.KeyCount(), n)
+				}
+			}
+			b.ReportMetric(float64(len(data)), "bytes")
+		})
+	}
 	if n > 100_000 {
 		return
 	}

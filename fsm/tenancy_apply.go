@@ -482,14 +482,14 @@ func (s *state) restoreToken(t *Token) error {
 }
 
 // writeTenancy writes the organizations, then the tokens, sorted by id.
-func writeTenancy(enc interface{ Encode(any) error }, orgs map[string]*Organization, tokens map[string]*Token) error {
+func writeTenancy(w *snapshotWriter, orgs map[string]*Organization, tokens map[string]*Token) error {
 	for _, id := range slices.Sorted(maps.Keys(orgs)) {
-		if err := enc.Encode(snapshotRecord{Type: recordOrganization, Organization: orgs[id]}); err != nil {
+		if err := w.jsonFrame(frameOrganization, orgs[id]); err != nil {
 			return err
 		}
 	}
 	for _, id := range slices.Sorted(maps.Keys(tokens)) {
-		if err := enc.Encode(snapshotRecord{Type: recordToken, Token: tokens[id]}); err != nil {
+		if err := w.jsonFrame(frameToken, tokens[id]); err != nil {
 			return err
 		}
 	}

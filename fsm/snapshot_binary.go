@@ -12,6 +12,7 @@ import (
 	"maps"
 	"math"
 	"slices"
+	"strings"
 )
 
 // Format 2 of the snapshot stream: the magic prefix and the format byte,
@@ -89,8 +90,8 @@ func (s *fsmSnapshot) write(w io.Writer) error {
 	if err != nil {
 		return err
 	}
-	for _, id := range slices.Sorted(maps.Keys(s.keys)) {
-		sw.buf = appendKey(sw.buf[:0], s.keys[id])
+	for _, k := range sortedKeys(s.keys) {
+		sw.buf = appendKey(sw.buf[:0], k.key)
 		if err := sw.frame(frameKey, sw.buf); err != nil {
 			return err
 		}
@@ -133,6 +134,25 @@ func (s *fsmSnapshot) write(w io.Writer) error {
 		return err
 	}
 	return sw.bw.Flush()
+}
+
+// idKey is a key beside its id, which sorting compares without a
+// pointer to follow.
+type idKey struct {
+	id  string
+	key *Key
+}
+
+// sortedKeys returns the keys sorted by id. Keys are the bulk of a large
+// state: sorting them with their pointers, rather than their ids to look
+// up again, saves a map access per key.
+func sortedKeys(m map[string]*Key) []idKey {
+	keys := make([]idKey, 0, len(m))
+	for id, k := range m {
+		keys = append(keys, idKey{id, k})
+	}
+	slices.SortFunc(keys, func(a, b idKey) int { return strings.Compare(a.id, b.id) })
+	return keys
 }
 
 // snapshotWriter writes frames through a buffer, building each payload

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -43,7 +44,22 @@ type Suite struct {
 	Lag func(ctx context.Context, envFile string, rotations int) ([]Lag, error)
 	// Progress receives one line per step.
 	Progress io.Writer
+	// Only, when not empty, names the parts to run (PartCrypto,
+	// PartWrites, PartLag); the others are skipped.
+	Only []string
 }
+
+// The parts of a run, for Suite.Only.
+const (
+	PartCrypto = "crypto" // the floors and the crypto loads
+	PartWrites = "writes" // key creation and rotation
+	PartLag    = "lag"    // the rotation lag between zones
+)
+
+// Parts lists the names Suite.Only accepts.
+var Parts = []string{PartCrypto, PartWrites, PartLag}
+
+func (s *Suite) runs(part string) bool { return len(s.Only) == 0 || slices.Contains(s.Only, part) }
 
 // Names of the rows.
 const (
@@ -190,85 +206,93 @@ func (s *Suite) Run(ctx context.Context) (*Report, error) {
 		return c
 	}
 
-	// The floors.
-	enc32 := encryptBody(32)
-	sizes := []int{4 << 10, 64 << 10}
-	floorCfg := cfgFor(floor.PID())
-	floorCfg.IdleCPU = idle[floor.PID()]
-	if err := measure(FloorNoop, "floor", "", floorCfg, Request{Method: http.MethodPost, URL: floor.URL + FloorNoopPath, Header: auth, Static: enc32}); err != nil {
-		return nil, err
-	}
-	for _, n := range sizes {
-		if err := measure(FloorEcho(n), "floor", "", floorCfg, Request{Method: http.MethodPost, URL: floor.URL + FloorEchoPath, Header: auth, Static: encryptBody(n)}); err != nil {
-			return nil, err
+	cryptoLoads := func() error {
+		// The floors.
+		enc32 := encryptBody(32)
+		sizes := []int{4 << 10, 64 << 10}
+		floorCfg := cfgFor(floor.PID())
+		floorCfg.IdleCPU = idle[floor.PID()]
+		if err := measure(FloorNoop, "floor", "", floorCfg, Request{Method: http.MethodPost, URL: floor.URL + FloorNoopPath, Header: auth, Static: enc32}); err != nil {
+			return err
 		}
-	}
-	if err := measure(NoKMS32, "floor", FloorNoop, floorCfg, Request{Method: http.MethodPost, URL: floor.URL + "/v1/keys/" + NoKMSKeyID + "/encrypt", Header: auth, Static: enc32}); err != nil {
-		return nil, err
-	}
+		for _, n := range sizes {
+			if err := measure(FloorEcho(n), "floor", "", floorCfg, Request{Method: http.MethodPost, URL: floor.URL + FloorEchoPath, Header: auth, Static: encryptBody(n)}); err != nil {
+				return err
+			}
+		}
+		if err := measure(NoKMS32, "floor", FloorNoop, floorCfg, Request{Method: http.MethodPost, URL: floor.URL + "/v1/keys/" + NoKMSKeyID + "/encrypt", Header: auth, Static: enc32}); err != nil {
+			return err
+		}
 
-	// Crypto on a follower and on the leader.
-	type node struct {
-		name string
-		url  string
-		pids []int
-	}
-	var nodes []node
-	if s.Addr != "" {
-		var pids []int
-		if s.PID > 0 {
-			pids = []int{s.PID}
+		// Crypto on a follower and on the leader.
+		type node struct {
+			name string
+			url  string
+			pids []int
 		}
-		nodes = []node{{"given", strings.TrimRight(s.Addr, "/"), pids}}
-	} else {
-		nodes = []node{{"follower", follower.URL, []int{follower.PID()}}, {"leader", leader.URL, []int{leader.PID()}}}
-	}
-	c, err := client.New(nodes[0].url, token)
-	if err != nil {
-		return nil, err
-	}
-	key, err := c.CreateKey(ctx, wire.CreateKeyRequest{Name: fmt.Sprintf("bench-%d", time.Now().UnixNano()), Description: "created by keyzone bench"})
-	if err != nil {
-		return nil, fmt.Errorf("create the key to measure with: %w", err)
-	}
-	ct, err := c.Encrypt(ctx, key.ID, wire.EncryptRequest{Plaintext: randomBytes(32)})
-	if err != nil {
-		return nil, fmt.Errorf("encrypt with the new key: %w", err)
-	}
-	keyURL := "/v1/keys/" + key.ID
-	for i, n := range nodes {
-		cfg := cfgFor(n.pids...)
-		if len(n.pids) == 1 {
-			cfg.IdleCPU = idle[n.pids[0]]
+		var nodes []node
+		if s.Addr != "" {
+			var pids []int
+			if s.PID > 0 {
+				pids = []int{s.PID}
+			}
+			nodes = []node{{"given", strings.TrimRight(s.Addr, "/"), pids}}
+		} else {
+			nodes = []node{{"follower", follower.URL, []int{follower.PID()}}, {"leader", leader.URL, []int{leader.PID()}}}
 		}
-		post := func(path string, body []byte) Request {
-			return Request{Method: http.MethodPost, URL: n.url + path, Header: auth, Static: body}
+		c, err := client.New(nodes[0].url, token)
+		if err != nil {
+			return err
 		}
-		for _, l := range []struct {
-			name, floor string
-			req         Request
-		}{
-			{Encrypt32, FloorNoop, post(keyURL+"/encrypt", enc32)},
-			{Decrypt32, FloorNoop, post("/v1/decrypt", mustJSON(wire.DecryptRequest{Ciphertext: ct.Ciphertext}))},
-			{DataKey, FloorNoop, post(keyURL+"/generate-data-key", mustJSON(wire.GenerateDataKeyRequest{KeySize: 256}))},
-			{ReEncrypt32, FloorNoop, post("/v1/re-encrypt", mustJSON(wire.ReEncryptRequest{Ciphertext: ct.Ciphertext}))},
-		} {
-			if err := measure(l.name, n.name, l.floor, cfg, l.req); err != nil {
-				return nil, err
+		key, err := c.CreateKey(ctx, wire.CreateKeyRequest{Name: fmt.Sprintf("bench-%d", time.Now().UnixNano()), Description: "created by keyzone bench"})
+		if err != nil {
+			return fmt.Errorf("create the key to measure with: %w", err)
+		}
+		ct, err := c.Encrypt(ctx, key.ID, wire.EncryptRequest{Plaintext: randomBytes(32)})
+		if err != nil {
+			return fmt.Errorf("encrypt with the new key: %w", err)
+		}
+		keyURL := "/v1/keys/" + key.ID
+		for i, n := range nodes {
+			cfg := cfgFor(n.pids...)
+			if len(n.pids) == 1 {
+				cfg.IdleCPU = idle[n.pids[0]]
+			}
+			post := func(path string, body []byte) Request {
+				return Request{Method: http.MethodPost, URL: n.url + path, Header: auth, Static: body}
+			}
+			for _, l := range []struct {
+				name, floor string
+				req         Request
+			}{
+				{Encrypt32, FloorNoop, post(keyURL+"/encrypt", enc32)},
+				{Decrypt32, FloorNoop, post("/v1/decrypt", mustJSON(wire.DecryptRequest{Ciphertext: ct.Ciphertext}))},
+				{DataKey, FloorNoop, post(keyURL+"/generate-data-key", mustJSON(wire.GenerateDataKeyRequest{KeySize: 256}))},
+				{ReEncrypt32, FloorNoop, post("/v1/re-encrypt", mustJSON(wire.ReEncryptRequest{Ciphertext: ct.Ciphertext}))},
+			} {
+				if err := measure(l.name, n.name, l.floor, cfg, l.req); err != nil {
+					return err
+				}
+			}
+			if i > 0 {
+				continue // the large payloads only on the follower: the path is the same
+			}
+			for _, size := range sizes {
+				if err := measure(EncryptN(size), n.name, FloorEcho(size), cfg, post(keyURL+"/encrypt", encryptBody(size))); err != nil {
+					return err
+				}
 			}
 		}
-		if i > 0 {
-			continue // the large payloads only on the follower: the path is the same
-		}
-		for _, size := range sizes {
-			if err := measure(EncryptN(size), n.name, FloorEcho(size), cfg, post(keyURL+"/encrypt", encryptBody(size))); err != nil {
-				return nil, err
-			}
+		return nil
+	}
+	if s.runs(PartCrypto) {
+		if err := cryptoLoads(); err != nil {
+			return nil, err
 		}
 	}
 
 	// Raft writes, sent to the leader; the CPU is that of every node.
-	if zone != nil {
+	if zone != nil && s.runs(PartWrites) {
 		// The zone's idle CPU: the leader's and, for each follower, the
 		// one follower's measured.
 		zoneIdle := (rep.IdleCPU["leader"] + float64(len(zone.Nodes)-1)*rep.IdleCPU["follower"]) / 1000
@@ -277,7 +301,7 @@ func (s *Suite) Run(ctx context.Context) (*Report, error) {
 		}
 	}
 
-	if s.Rotations > 0 && s.Lag != nil {
+	if s.Rotations > 0 && s.Lag != nil && s.runs(PartLag) {
 		if zone != nil {
 			zone.Stop() // its CPU would only disturb the lag
 		}

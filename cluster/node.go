@@ -111,6 +111,10 @@ func newHTTPClient(peerTLS *tls.Config) *http.Client {
 	}}
 }
 
+// logCacheSize is the number of recent log entries kept in memory for
+// replication: a few batches of raft's largest append.
+const logCacheSize = 1024
+
 func (n *Node) openRaft() error {
 	raftDir := filepath.Join(n.cfg.DataDir, "raft")
 	if err := os.MkdirAll(raftDir, 0o700); err != nil {
@@ -161,7 +165,13 @@ func (n *Node) openRaft() error {
 	rc.SnapshotInterval = n.cfg.SnapshotInterval
 	rc.TrailingLogs = n.cfg.TrailingLogs
 	rc.NotifyCh = n.notifyCh
-	r, err := raft.NewRaft(rc, n.fsm, store, store, snaps, trans)
+	// Replication reads each new entry back for every follower: the
+	// cache serves the recent ones from memory instead of BoltDB.
+	logs, err := raft.NewLogCache(logCacheSize, store)
+	if err != nil {
+		return fmt.Errorf("raft log cache: %w", err)
+	}
+	r, err := raft.NewRaft(rc, n.fsm, logs, store, snaps, trans)
 	if err != nil {
 		return fmt.Errorf("start raft: %w", err)
 	}

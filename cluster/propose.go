@@ -42,11 +42,11 @@ var errNotLeader = errors.New("cluster: not the leader")
 // the leader may have received it is reported, never retried, so that no
 // retry applies a command twice.
 func (n *Node) Propose(ctx context.Context, cmd fsm.Command) (fsm.Result, uint64, error) {
-	data, err := cmd.Encode()
-	if err != nil {
+	if err := fsm.CheckCommand(cmd); err != nil {
 		return fsm.Result{}, 0, err
 	}
-	if err := checkCommand(data); err != nil {
+	data, err := cmd.Encode()
+	if err != nil {
 		return fsm.Result{}, 0, err
 	}
 	deadline := time.Now().Add(n.cfg.LeaderWait)
@@ -61,19 +61,15 @@ func (n *Node) Propose(ctx context.Context, cmd fsm.Command) (fsm.Result, uint64
 	}
 }
 
-// checkCommand refuses a command that the FSM could not apply. Apply
-// panics on such an entry (a node that cannot apply the log stops rather
-// than diverge), so once committed it would stop every node of the zone,
-// again at each restart. The check is a dry run of the FSM's own decoder
-// on an empty state, which needs no list of command types here.
-func checkCommand(data []byte) (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("%w: %v", fsm.ErrInvalidCommand, r)
-		}
-	}()
-	fsm.New(nil).Apply(&raft.Log{Type: raft.LogCommand, Index: 1, Term: 1, Data: data})
-	return nil
+// checkCommand refuses forwarded bytes that the FSM could not apply (see
+// fsm.CheckCommand): they come from the network, so the envelope is
+// decoded too, as Apply will.
+func checkCommand(data []byte) error {
+	cmd, err := fsm.DecodeCommand(data)
+	if err != nil {
+		return fmt.Errorf("%w: %v", fsm.ErrInvalidCommand, err)
+	}
+	return fsm.CheckCommand(cmd)
 }
 
 func (n *Node) proposeOnce(ctx context.Context, data []byte) (fsm.Result, uint64, error) {

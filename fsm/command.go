@@ -96,6 +96,17 @@ func NewCommand(t CommandType, payload any) (Command, error) {
 // Encode returns the bytes proposed to Raft.
 func (c Command) Encode() ([]byte, error) { return json.Marshal(c) }
 
+// CheckCommand reports whether Apply can decode c: Apply panics on an
+// entry it can't decode (a node that cannot apply the log stops rather
+// than diverge), so a proposer refuses such a command before it reaches
+// the log. It decodes the payload as Apply would, and changes nothing.
+func CheckCommand(c Command) error {
+	if _, err := decodePayload(c); err != nil {
+		return fmt.Errorf("%w: %v", ErrInvalidCommand, err)
+	}
+	return nil
+}
+
 // DecodeCommand parses bytes produced by Encode.
 func DecodeCommand(b []byte) (Command, error) {
 	var c Command

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -32,6 +33,7 @@ type benchFlags struct {
 	addr, token                   string
 	pid                           int
 	keep                          bool
+	only                          []string
 }
 
 // newBenchCommand is `keyzone bench`: the load generator of `make bench`.
@@ -81,6 +83,7 @@ The table goes to stdout, and with --json the same figures as JSON.`,
 	fl.StringVar(&f.token, "token", "", "API token of --addr")
 	fl.IntVar(&f.pid, "pid", 0, "process id of the node at --addr, for its CPU time")
 	fl.BoolVar(&f.keep, "keep", false, "keep the children's data and logs (the directory is printed)")
+	fl.StringSliceVar(&f.only, "only", nil, "run only these parts: "+strings.Join(bench.Parts, ", ")+" (default: all)")
 	cmd.AddCommand(newFloorServerCommand(), newBenchScaleCommand())
 	return cmd
 }
@@ -88,6 +91,11 @@ The table goes to stdout, and with --json the same figures as JSON.`,
 func runBench(ctx context.Context, out, progress io.Writer, f benchFlags) error {
 	if f.addr != "" && f.token == "" {
 		return errors.New("--addr needs --token (or KEYZONE_TOKEN)")
+	}
+	for _, p := range f.only {
+		if !slices.Contains(bench.Parts, p) {
+			return fmt.Errorf("--only: unknown part %q (want %s)", p, strings.Join(bench.Parts, ", "))
+		}
 	}
 	bin, err := os.Executable()
 	if err != nil {
@@ -107,6 +115,7 @@ func runBench(ctx context.Context, out, progress io.Writer, f benchFlags) error 
 		Addr: f.addr, Token: f.token, PID: f.pid,
 		Load:             bench.Config{Concurrency: f.concurrency, Duration: f.duration, Warmup: f.warmup},
 		WriteConcurrency: f.writeConcurrency,
+		Only:             f.only,
 		Rotations:        f.rotations,
 		Progress:         progress,
 		Lag: func(ctx context.Context, env string, rotations int) ([]bench.Lag, error) {

@@ -47,20 +47,7 @@ func isZero[T any](p *T) bool {
 
 func decodeEncryptRequest(raw []byte, p *wire.EncryptRequest) bool {
 	var r wire.EncryptRequest
-	s := jsonScanner{b: raw}
-	for s.nextField() {
-		switch string(s.name) {
-		case "plaintext":
-			s.bytesValue(0, &r.Plaintext)
-		case "encryption_context":
-			s.mapValue(1, &r.EncryptionContext)
-		case "associated_data":
-			s.bytesValue(2, &r.AssociatedData)
-		default:
-			return false
-		}
-	}
-	if !s.done() {
+	if !decodeSealedFields(raw, "plaintext", &r.Plaintext, &r.EncryptionContext, &r.AssociatedData) {
 		return false
 	}
 	*p = r
@@ -69,24 +56,30 @@ func decodeEncryptRequest(raw []byte, p *wire.EncryptRequest) bool {
 
 func decodeDecryptRequest(raw []byte, p *wire.DecryptRequest) bool {
 	var r wire.DecryptRequest
-	s := jsonScanner{b: raw}
-	for s.nextField() {
-		switch string(s.name) {
-		case "ciphertext":
-			s.bytesValue(0, &r.Ciphertext)
-		case "encryption_context":
-			s.mapValue(1, &r.EncryptionContext)
-		case "associated_data":
-			s.bytesValue(2, &r.AssociatedData)
-		default:
-			return false
-		}
-	}
-	if !s.done() {
+	if !decodeSealedFields(raw, "ciphertext", &r.Ciphertext, &r.EncryptionContext, &r.AssociatedData) {
 		return false
 	}
 	*p = r
 	return true
+}
+
+// decodeSealedFields decodes the body of an encrypt or a decrypt: the
+// payload under its name, the encryption context and associated data.
+func decodeSealedFields(raw []byte, payloadName string, payload *[]byte, context *map[string]string, ad *[]byte) bool {
+	s := jsonScanner{b: raw}
+	for s.nextField() {
+		switch string(s.name) {
+		case payloadName:
+			s.bytesValue(0, payload)
+		case "encryption_context":
+			s.mapValue(1, context)
+		case "associated_data":
+			s.bytesValue(2, ad)
+		default:
+			return false
+		}
+	}
+	return s.done()
 }
 
 func decodeGenerateDataKeyRequest(raw []byte, p *wire.GenerateDataKeyRequest) bool {

@@ -412,13 +412,9 @@ func appendGenerateDataKeyResponse(b []byte, r wire.GenerateDataKeyResponse) ([]
 	return append(b, '}'), true
 }
 
+// A re-encrypt answers the fields of an encrypt.
 func appendReEncryptResponse(b []byte, r wire.ReEncryptResponse) ([]byte, bool) {
-	b, ok := appendKeyResult(b, r.KeyID, r.KeyVersion)
-	if !ok {
-		return b, false
-	}
-	b = appendBytesField(b, "ciphertext", r.Ciphertext)
-	return append(b, '}'), true
+	return appendEncryptResponse(b, wire.EncryptResponse(r))
 }
 
 // appendKeyResult opens the object with the fields every crypto response

@@ -368,35 +368,17 @@ func readBinarySnapshot(br *bufio.Reader, zone string) (*state, error) {
 				err = rs.change(&e)
 			}
 		case frameIdempotency:
-			var r IdempotencyRecord
-			if err = decodeJSON(p, &r); err == nil {
-				err = rs.idempotency(&r)
-			}
+			err = restoreJSON(p, rs.idempotency)
 		case frameReplication:
-			var z ZoneProgress
-			if err = decodeJSON(p, &z); err == nil {
-				err = rs.replication(&z)
-			}
+			err = restoreJSON(p, rs.replication)
 		case frameRemovedNode:
-			var n RemovedNode
-			if err = decodeJSON(p, &n); err == nil {
-				err = rs.removedNode(&n)
-			}
+			err = restoreJSON(p, rs.removedNode)
 		case frameImport:
-			var ip ImportParams
-			if err = decodeJSON(p, &ip); err == nil {
-				err = rs.st.restoreImport(&ip)
-			}
+			err = restoreJSON(p, rs.st.restoreImport)
 		case frameOrganization:
-			o := new(Organization)
-			if err = decodeJSON(p, o); err == nil {
-				err = rs.st.restoreOrganization(o)
-			}
+			err = restoreJSON(p, rs.st.restoreOrganization)
 		case frameToken:
-			t := new(Token)
-			if err = decodeJSON(p, t); err == nil {
-				err = rs.st.restoreToken(t)
-			}
+			err = restoreJSON(p, rs.st.restoreToken)
 		case frameEnd:
 			var c snapshotCounts
 			if err := decodeJSON(p, &c); err != nil {
@@ -496,6 +478,16 @@ func uvarintLen(v uint64) int {
 
 // decodeJSON decodes a JSON payload, refusing unknown fields like the
 // reader of format 1, and anything after the value.
+// restoreJSON decodes one of the rarer records, kept as JSON in its
+// frame, and hands it to restore.
+func restoreJSON[T any](p []byte, restore func(*T) error) error {
+	v := new(T)
+	if err := decodeJSON(p, v); err != nil {
+		return err
+	}
+	return restore(v)
+}
+
 func decodeJSON(p []byte, v any) error {
 	dec := json.NewDecoder(bytes.NewReader(p))
 	dec.DisallowUnknownFields()

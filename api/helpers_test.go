@@ -59,8 +59,12 @@ type testEnv struct {
 	cluster *apitest.Cluster
 	tenants *apitest.Tenants
 	handler http.Handler
+	router  *api.Router
 	logs    *syncBuffer // everything logged, at Trace and up
 }
+
+// flushAudit writes the audit records that wait for their batch.
+func (e *testEnv) flushAudit() { e.router.FlushAudit() }
 
 func newEnv(t *testing.T, opts ...func(*api.Config)) *testEnv {
 	t.Helper()
@@ -84,7 +88,10 @@ func newEnv(t *testing.T, opts ...func(*api.Config)) *testEnv {
 	if err != nil {
 		t.Fatalf("NewRouter: %v", err)
 	}
-	e.handler = h
+	e.handler, e.router = h, h
+	// Deferred audit records are written before the test ends, not by a
+	// timer after it (which would log to a finished test).
+	t.Cleanup(h.FlushAudit)
 	return e
 }
 

@@ -163,11 +163,12 @@ func statusText(status int) string {
 func (s *server) initObservability(cfg Config) error {
 	s.nodeID = cfg.NodeID
 	s.ids = newRequestIDs()
-	s.auditSink = cfg.Audit
-	if s.auditSink == nil {
-		s.auditSink = audit.NewLogSink(cfg.Logger)
+	sink := cfg.Audit
+	if sink == nil {
+		sink = audit.NewLogSink(cfg.Logger)
 	}
-	s.auditHealth, _ = s.auditSink.(audit.HealthReporter)
+	s.auditHealth, _ = sink.(audit.HealthReporter)
+	s.auditQueue = audit.NewQueue(sink, audit.QueueOptions{OnDrop: s.auditFailed})
 	s.auditDropped = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "keyzone_audit_dropped_total",
 		Help: "Audit records no sink took (the calls were carried out; changes are refused while no sink takes records).",

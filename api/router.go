@@ -190,24 +190,36 @@ type server struct {
 	appliedIndex func() uint64
 	forwarder    ZoneForwarder
 
-	nodeID    string
-	metrics   *requestMetrics // nil: requests are not counted
-	auditSink audit.Sink
+	nodeID  string
+	metrics *requestMetrics // nil: requests are not counted
+	// auditQueue writes the audit records: those of changes at once,
+	// the others in batches (see recordAudit).
+	auditQueue *audit.Queue
 	// auditHealth, when the sink reports it, gates changes (fail closed).
 	auditHealth  audit.HealthReporter
 	auditDropped prometheus.Counter
 	ids          *requestIDs
 }
 
+// Router is the API's HTTP handler.
+type Router struct {
+	http.Handler
+	audit *audit.Queue
+}
+
+// FlushAudit writes the audit records that wait in memory to be written
+// in a batch: once the HTTP server has stopped, before the process exits.
+func (r *Router) FlushAudit() { r.audit.Flush() }
+
 // NewRouter validates cfg and returns the API's HTTP handler. It sets
 // gin's process-wide mode to release, which only silences gin's own
 // debug output.
-func NewRouter(cfg Config) (http.Handler, error) {
-	e, _, err := newRouter(cfg)
+func NewRouter(cfg Config) (*Router, error) {
+	e, s, err := newRouter(cfg)
 	if err != nil {
 		return nil, err
 	}
-	return e, nil
+	return &Router{Handler: e, audit: s.auditQueue}, nil
 }
 
 // newRouter builds the router and returns it with the server its

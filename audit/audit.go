@@ -123,31 +123,38 @@ func (h *health) Healthy() error {
 type Multi []Sink
 
 // Record implements Sink.
-func (m Multi) Record(e Event) error {
+func (m Multi) Record(e Event) error { return m.RecordBatch([]Event{e}) }
+
+// RecordBatch stores the events in every sink, and succeeds when at
+// least one of them stored them all.
+func (m Multi) RecordBatch(events []Event) error {
 	var errs []error
-	for _, s := range m {
-		err := s.Record(e)
+	for i, s := range m {
+		err := recordBatch(s, events)
 		if err == nil {
-			return firstRest(m, s, e)
+			for _, rest := range m[i+1:] {
+				_ = recordBatch(rest, events)
+			}
+			return nil
 		}
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }
 
-// firstRest records e in the sinks after done (which already stored it);
-// their failures don't matter once one sink holds the event.
-func firstRest(m Multi, done Sink, e Event) error {
-	after := false
-	for _, s := range m {
-		if after {
-			_ = s.Record(e)
-		}
-		if s == done {
-			after = true
+// recordBatch stores events in s, in one call when s takes batches; the
+// error is the first one s returned.
+func recordBatch(s Sink, events []Event) error {
+	if bs, ok := s.(BatchSink); ok {
+		return bs.RecordBatch(events)
+	}
+	var first error
+	for _, e := range events {
+		if err := s.Record(e); err != nil && first == nil {
+			first = err
 		}
 	}
-	return nil
+	return first
 }
 
 // Healthy reports an error only when no sink is healthy.
@@ -182,8 +189,9 @@ func NewJSONSink(w io.Writer) *JSONSink { return &JSONSink{w: w} }
 
 // Open returns the sink of `keyzone server --audit-log PATH`: "-" is
 // stdout; any other path is a file opened for appending (created 0600:
-// the log names keys and callers' addresses). Lines reach the OS at once
-// (no buffering in the process); they are not fsynced one by one.
+// the log names keys and callers' addresses). Each Record or RecordBatch
+// is one write to the OS (no buffering here; a Queue in front batches);
+// nothing is fsynced.
 func Open(path string) (*JSONSink, error) {
 	if path == "" {
 		return nil, errors.New("audit log: empty path")
@@ -199,18 +207,31 @@ func Open(path string) (*JSONSink, error) {
 }
 
 // Record writes e as one line.
-func (s *JSONSink) Record(e Event) error {
+func (s *JSONSink) Record(e Event) error { return s.RecordBatch([]Event{e}) }
+
+// RecordBatch writes the events as lines with one write.
+func (s *JSONSink) RecordBatch(events []Event) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.buf = append(e.AppendJSON(s.buf[:0]), '\n')
-	if _, err := s.w.Write(s.buf); err != nil {
-		err = fmt.Errorf("audit: write event: %w", err)
+	b := s.buf[:0]
+	for i := range events {
+		b = append(events[i].AppendJSON(b), '\n')
+	}
+	if cap(b) <= maxKeptBuffer {
+		s.buf = b
+	}
+	if _, err := s.w.Write(b); err != nil {
+		err = fmt.Errorf("audit: write: %w", err)
 		s.set(err)
 		return err
 	}
 	s.set(nil)
 	return nil
 }
+
+// maxKeptBuffer bounds the line buffer a JSONSink keeps between writes:
+// a burst's batch is not held for the life of the process.
+const maxKeptBuffer = 1 << 20
 
 // Close closes the file Open opened; it does not close stdout or a
 // writer given to NewJSONSink.

@@ -24,3 +24,45 @@ func BenchmarkJSONSink_File(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkQueue_Defer: what a deferred record costs a request when 8
+// callers per CPU defer records to a file (encoding and a share of one
+// write per batch), beside BenchmarkJSONSink_File.
+func BenchmarkQueue_Defer(b *testing.B) {
+	s, err := Open(filepath.Join(b.TempDir(), "audit.log"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	q := NewQueue(s, QueueOptions{})
+	defer q.Flush()
+	e := event(0)
+	b.ReportAllocs()
+	b.SetParallelism(8)
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			q.Defer(e)
+		}
+	})
+}
+
+// BenchmarkJSONSink_FileParallel: BenchmarkJSONSink_File with the same
+// callers as BenchmarkQueue_Defer.
+func BenchmarkJSONSink_FileParallel(b *testing.B) {
+	s, err := Open(filepath.Join(b.TempDir(), "audit.log"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	e := event(0)
+	b.ReportAllocs()
+	b.SetParallelism(8)
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if err := s.Record(e); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}

@@ -82,6 +82,7 @@ type Server struct {
 	logger   hclog.Logger
 	listener net.Listener
 	http     *http.Server
+	router   *api.Router
 	fsm      *fsm.FSM
 	node     *cluster.Node
 	keys     *keys.Service
@@ -228,6 +229,7 @@ func (s *Server) start() error {
 	if err != nil {
 		return err
 	}
+	s.router = router
 	s.http = &http.Server{
 		Handler:           router,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -303,6 +305,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			errs = append(errs, err)
 			s.http.Close()
 		}
+		// No request runs any more: what the audit log has not been
+		// given yet is written before the process can exit.
+		s.router.FlushAudit()
 		s.cancel()
 		errs = append(errs, s.node.Shutdown())
 		s.wg.Wait()
@@ -310,6 +315,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	})
 	return s.err
 }
+
+// FlushAudit writes the audit records of answered calls that still wait
+// in memory for their batch (at most about a millisecond's worth).
+// Shutdown does it too.
+func (s *Server) FlushAudit() { s.router.FlushAudit() }
 
 // directory shows the gossip pool to the zone replicator.
 type directory struct{ node *cluster.Node }

@@ -76,6 +76,7 @@ func TestAudit_CallsOfARealZone(t *testing.T) {
 	f := z.Followers()[0]
 	// What the zone's start wrote (the organization, the harness's token
 	// and its checks) comes before the test's calls.
+	f.Server().FlushAudit()
 	skip := len(readAudit(t, filepath.Join(dir, f.ID+".log")))
 	ctx := testCtx(t, 60*time.Second)
 	cl, err := client.New(f.Addr(), z.Token)
@@ -124,6 +125,9 @@ func TestAudit_CallsOfARealZone(t *testing.T) {
 		t.Fatalf("wrong token: got %d, X-Request-Id %q", resp.StatusCode, deniedID)
 	}
 
+	// Reads' and crypto calls' records wait up to a millisecond for
+	// their batch.
+	f.Server().FlushAudit()
 	lines := readAudit(t, filepath.Join(dir, f.ID+".log"))[skip:]
 	org := z.Org.ID
 	want := []struct {

@@ -167,6 +167,7 @@ func TestCLI_Tenancy(t *testing.T) {
 
 	// The audit log: one line per request, no secret, read back through
 	// the filters.
+	c.Nodes[0].Server().FlushAudit()
 	b, err := os.ReadFile(auditFile)
 	if err != nil {
 		t.Fatal(err)

@@ -176,3 +176,25 @@ func benchSteps(b *testing.B, f *FSM, steps []step) {
 		}
 	}
 }
+
+// BenchmarkSchedulerTick: what the leader's scheduler asks of the state
+// every tick (the keys due for rotation and for purge) with 100k keys, a
+// tenth of them rotating, none due.
+func BenchmarkSchedulerTick(b *testing.B) {
+	const n = 100_000
+	f := benchFSM()
+	buildKeys(b, f, n, 1)
+	for i := 0; i < n; i += 10 {
+		pol := RotationPolicy{Period: int64(24 * time.Hour), NextRotationAt: t0 + int64(24*time.Hour)}
+		p := UpdateKeyV1{KeyRefV1: ref(benchID(i), orgA, t0), RotationPolicy: &pol}
+		if res := f.Apply(makeLog(b, f.AppliedIndex()+1, CmdUpdateKey, p)).(Result); res.Err != nil {
+			b.Fatal(res.Err)
+		}
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if len(f.DueRotations(t0)) != 0 || len(f.DuePurges(t0)) != 0 {
+			b.Fatal("keys due")
+		}
+	}
+}

@@ -59,6 +59,7 @@ type state struct {
 	bySeq       *btree.BTreeG[seqEntry] // the same entries ordered by sequence
 	replication map[string]ZoneProgress // per remote zone
 	pending     map[string]struct{}     // primary keys with a pending version
+	due         dueIndex                // keys by the time the scheduler acts on them (due.go)
 
 	removedNodes map[string]RemovedNode  // by node id, made on first use (nodes.go)
 	imports      map[string]ImportParams // by key id, made on first use (import.go)
@@ -77,6 +78,7 @@ func newState(zone string) *state {
 		bySeq:       newSeqIndex(),
 		replication: make(map[string]ZoneProgress),
 		pending:     make(map[string]struct{}),
+		due:         newDueIndex(),
 		tenancy:     newTenancy(),
 	}
 }
@@ -358,28 +360,19 @@ func (f *FSM) ListKeys(q ListQuery) (keys []*Key, more bool) {
 // whose NextRotationAt is not after now, sorted by id. The leader's ticker
 // proposes a scheduled CmdRotateKey for each. Disabled keys are skipped:
 // rotation needs an enabled key (see applyRotateKey).
-func (f *FSM) DueRotations(now int64) []*Key {
-	return f.scan(func(k *Key) bool {
-		return !k.IsReplicaIn(f.zone) && k.State == KeyStateEnabled && k.RotationPolicy.Period > 0 &&
-			k.RotationPolicy.NextRotationAt <= now
-	})
-}
+func (f *FSM) DueRotations(now int64) []*Key { return f.dueKeys(dueRotation, now) }
 
 // DuePurges returns the keys pending deletion whose DeletionAt is not
 // after now, sorted by id. The leader's ticker proposes CmdPurgeKey for each.
-func (f *FSM) DuePurges(now int64) []*Key {
-	return f.scan(func(k *Key) bool {
-		return !k.IsReplicaIn(f.zone) && k.State == KeyStatePendingDeletion && k.DeletionAt <= now
-	})
-}
+func (f *FSM) DuePurges(now int64) []*Key { return f.dueKeys(duePurge, now) }
 
-// scan returns the keys matching fn, sorted by id. It visits every live
-// key; it serves the leader's tickers, not requests.
-func (f *FSM) scan(fn func(*Key) bool) []*Key {
+// dueKeys returns the keys of kind due at or before now, sorted by id.
+func (f *FSM) dueKeys(kind dueKind, now int64) []*Key {
 	f.mu.RLock()
-	var out []*Key
-	for _, k := range f.st.keys {
-		if fn(k) {
+	ids := f.st.due.due(kind, now)
+	out := make([]*Key, 0, len(ids))
+	for _, id := range ids {
+		if k, ok := f.st.keys[id]; ok {
 			out = append(out, k)
 		}
 	}

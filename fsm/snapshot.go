@@ -368,6 +368,7 @@ func (r *restoring) end(c *snapshotCounts) (*state, error) {
 			st.pending[id] = struct{}{}
 		}
 		st.count(k)
+		st.due.set(k, st.zone)
 	}
 	for org, ids := range r.orgKeys {
 		slices.Sort(ids) // already sorted when written by Persist

@@ -551,8 +551,12 @@ func requireSameState(t *testing.T, a, b *state) {
 	if sa, sb := seqs(a), seqs(b); !reflect.DeepEqual(sa, sb) {
 		t.Fatalf("change log order %v, want %v", sa, sb)
 	}
+	if da, db := dueOrder(a), dueOrder(b); !reflect.DeepEqual(da, db) {
+		t.Fatalf("scheduler order %v, want %v", da, db)
+	}
 	ca, cb := *a, *b
 	ca.bySeq, cb.bySeq = nil, nil
+	ca.due.tree, cb.due.tree = nil, nil
 	if !reflect.DeepEqual(ca, cb) {
 		for id, k := range a.keys {
 			if !reflect.DeepEqual(k, b.keys[id]) {

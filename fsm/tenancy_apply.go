@@ -67,6 +67,7 @@ func (s *state) uncount(k *Key) {
 func (s *state) putKey(k *Key) {
 	old := s.keys[k.ID]
 	s.keys[k.ID] = k
+	s.due.set(k, s.zone)
 	if old != nil && old.Organization == k.Organization && s.counted(old) == s.counted(k) {
 		return // the common case: a change that moves nothing
 	}

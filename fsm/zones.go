@@ -462,6 +462,7 @@ func (s *state) removeKey(k *Key) {
 		s.uncount(cur)
 	}
 	delete(s.keys, k.ID)
+	s.due.remove(k.ID)
 	delete(s.pending, k.ID)
 	delete(s.imports, k.ID)
 	if x := s.byOrg[k.Organization]; x != nil {

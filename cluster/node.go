@@ -17,6 +17,7 @@ import (
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	"github.com/keyzone/keyzone/fsm"
+	"go.etcd.io/bbolt"
 )
 
 // LeaderTask runs on the leader only, from the moment the leader has
@@ -121,7 +122,14 @@ func (n *Node) openRaft() error {
 		return fmt.Errorf("create raft dir: %w", err)
 	}
 	// NoSync stays false: an acknowledged write must survive power loss.
-	store, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(raftDir, "raft.db")})
+	// The free-page list is not written with every commit: it grows with
+	// the space snapshots free in raft.db, and writing it each time made
+	// every write pay for the size of the file. BoltDB rebuilds it from the
+	// pages when it opens the file; no data depends on it.
+	store, err := raftboltdb.New(raftboltdb.Options{
+		Path:        filepath.Join(raftDir, "raft.db"),
+		BoltOptions: &bbolt.Options{NoFreelistSync: true, FreelistType: bbolt.FreelistMapType},
+	})
 	if err != nil {
 		return fmt.Errorf("open raft store: %w", err)
 	}

@@ -64,13 +64,7 @@ func (n *Node) Propose(ctx context.Context, cmd fsm.Command) (fsm.Result, uint64
 // checkCommand refuses forwarded bytes that the FSM could not apply (see
 // fsm.CheckCommand): they come from the network, so the envelope is
 // decoded too, as Apply will.
-func checkCommand(data []byte) error {
-	cmd, err := fsm.DecodeCommand(data)
-	if err != nil {
-		return fmt.Errorf("%w: %v", fsm.ErrInvalidCommand, err)
-	}
-	return fsm.CheckCommand(cmd)
-}
+func checkCommand(data []byte) error { return fsm.CheckEntry(data) }
 
 func (n *Node) proposeOnce(ctx context.Context, data []byte) (fsm.Result, uint64, error) {
 	if n.raft.State() == raft.Leader {

@@ -1,8 +1,10 @@
 package fsm
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"math"
 )
 
 // CommandType names a command. Values are explicit, start at 1, are
@@ -330,4 +332,83 @@ type RevokeTokenV1 struct {
 	Organization string `json:"organization"`
 	TokenID      string `json:"token_id"`
 	Now          int64  `json:"now"`
+}
+
+// CheckEntry reports whether Apply can decode the bytes of a log entry
+// (see CheckCommand): for bytes from the network.
+func CheckEntry(b []byte) error {
+	if _, _, err := decodeEntry(b); err != nil {
+		return fmt.Errorf("%w: %v", ErrInvalidCommand, err)
+	}
+	return nil
+}
+
+// decodeEntry decodes a log entry's command and the change it makes, as
+// DecodeCommand and decodePayload do, but reads the envelope of the form
+// Encode writes without encoding/json, which would scan the payload twice
+// before decodePayload decodes it.
+func decodeEntry(b []byte) (Command, applyFunc, error) {
+	if cmd, ok := decodeCommandFast(b); ok {
+		if apply, err := decodePayload(cmd); err == nil {
+			return cmd, apply, nil
+		}
+		// The cut payload is no JSON value: encoding/json judges the
+		// entry as a whole, as it always did.
+	}
+	cmd, err := DecodeCommand(b)
+	if err != nil {
+		return Command{}, nil, err
+	}
+	apply, err := decodePayload(cmd)
+	return cmd, apply, err
+}
+
+// decodeCommandFast cuts an entry of a known command type written as
+// {"type":T,"version":V,"payload":P}, with T and V as encoding/json writes
+// numbers, into its parts without reading P. Known types decode P with
+// encoding/json, which refuses anything but one JSON value: once P decodes,
+// the entry is valid JSON with these three keys only, and encoding/json
+// would have read the same command from it. Unknown types (decodePayload
+// does not read an ignorable one's payload) and any other form are left to
+// encoding/json.
+func decodeCommandFast(b []byte) (Command, bool) {
+	rest, ok := bytes.CutPrefix(b, []byte(`{"type":`))
+	if !ok {
+		return Command{}, false
+	}
+	typ, rest, ok := cutUint16(rest)
+	if !ok || decoderFor(CommandType(typ)) == nil {
+		return Command{}, false
+	}
+	if rest, ok = bytes.CutPrefix(rest, []byte(`,"version":`)); !ok {
+		return Command{}, false
+	}
+	version, rest, ok := cutUint16(rest)
+	if !ok {
+		return Command{}, false
+	}
+	if rest, ok = bytes.CutPrefix(rest, []byte(`,"payload":`)); !ok {
+		return Command{}, false
+	}
+	payload, ok := bytes.CutSuffix(rest, []byte("}"))
+	if !ok || len(payload) == 0 {
+		return Command{}, false
+	}
+	return Command{Type: CommandType(typ), Version: version, Payload: payload}, true
+}
+
+// cutUint16 reads a decimal number as encoding/json writes one (no sign,
+// no leading zero) that fits in 16 bits, and returns it and what follows.
+func cutUint16(b []byte) (uint16, []byte, bool) {
+	n, i := 0, 0
+	for ; i < len(b) && b[i] >= '0' && b[i] <= '9'; i++ {
+		if i == 5 || (i == 1 && b[0] == '0') {
+			return 0, nil, false
+		}
+		n = n*10 + int(b[i]-'0')
+	}
+	if i == 0 || n > math.MaxUint16 {
+		return 0, nil, false
+	}
+	return uint16(n), b[i:], true
 }

@@ -128,14 +128,11 @@ func (f *FSM) Apply(l *raft.Log) interface{} {
 	if l.Type == raft.LogCommand {
 		// Decode outside the lock so that queries are held up only by
 		// the change itself.
-		cmd, err := DecodeCommand(l.Data)
-		if err != nil {
-			f.fail(l, Command{}, err)
-		}
-		apply, err = decodePayload(cmd)
+		cmd, decoded, err := decodeEntry(l.Data)
 		if err != nil {
 			f.fail(l, cmd, err)
 		}
+		apply = decoded
 	}
 
 	f.mu.Lock()

@@ -90,8 +90,9 @@ type Config struct {
 	ReplicationLagThreshold time.Duration
 }
 
-// DefaultConfig returns production timings: raft's defaults, snapshots
-// every 8192 entries or 2 minutes, 10240 trailing logs.
+// DefaultConfig returns production timings: raft's defaults, a snapshot
+// once 8192 entries came in (checked every 10 to 20 s), 10240 trailing
+// logs.
 func DefaultConfig() Config {
 	return Config{
 		HeartbeatTimeout:   time.Second,

@@ -391,11 +391,21 @@ func decodeCommandFast(b []byte) (Command, bool) {
 		return Command{}, false
 	}
 	payload, ok := bytes.CutSuffix(rest, []byte("}"))
-	if !ok || len(payload) == 0 {
+	// An object with nothing around it, as Encode writes: encoding/json
+	// would drop spaces around P (and "null" means no payload to
+	// decodePayload). Below maxCutPayload bytes, P can't nest as deep as
+	// encoding/json's limit, which the envelope's one more level could
+	// cross where P alone does not.
+	if !ok || len(payload) < 2 || len(payload) >= maxCutPayload || payload[0] != '{' || payload[len(payload)-1] != '}' {
 		return Command{}, false
 	}
 	return Command{Type: CommandType(typ), Version: version, Payload: payload}, true
 }
+
+// maxCutPayload bounds the payloads decodeCommandFast cuts: encoding/json
+// refuses input nested deeper than 10,000 levels, and a shorter payload
+// can't be.
+const maxCutPayload = 9_999
 
 // cutUint16 reads a decimal number as encoding/json writes one (no sign,
 // no leading zero) that fits in 16 bits, and returns it and what follows.

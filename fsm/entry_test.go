@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"bytes"
+	"strings"
 	"testing"
 )
 
@@ -37,6 +38,13 @@ func entrySeeds(t testing.TB) [][]byte {
 		[]byte(`{"type":65546,"version":1,"payload":{}}`),
 		[]byte(`{"type":10,"version":1,"payload":}`),
 		[]byte(`{"type":10,"version":1,"payload":null}`),
+		[]byte(`{"type":10,"version":1,"payload": null}`),
+		[]byte(`{"type":10,"version":1,"payload":null }`),
+		[]byte(`{"type":10,"version":1,"payload":{"key_id":"k1"} }`),
+		[]byte(`{"type":10,"version":1,"payload": {"key_id":"k1"}}`),
+		// Nested just deep enough for encoding/json to refuse the entry,
+		// not the payload alone.
+		[]byte(`{"type":10,"version":1,"payload":{"key_id":"k1","x":` + strings.Repeat("[", 9998) + strings.Repeat("]", 9998) + `}}`),
 		bytes.TrimSuffix(create, []byte("}")),
 	}
 }

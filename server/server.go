@@ -311,6 +311,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.cancel()
 		errs = append(errs, s.node.Shutdown())
 		s.wg.Wait()
+		// Handlers that outlived the HTTP server's shutdown deadline
+		// (it then closes connections without waiting for them) may have
+		// queued records since.
+		s.router.FlushAudit()
 		s.err = errors.Join(errs...)
 	})
 	return s.err

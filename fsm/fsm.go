@@ -176,7 +176,7 @@ func decodePayload(c Command) (applyFunc, error) {
 func decoderFor(t CommandType) func(json.RawMessage) (applyFunc, error) {
 	switch t {
 	case CmdCreateKey:
-		return binder(applyCreateKey)
+		return decodeCreateKey
 	case CmdUpdateKey:
 		return binder(applyUpdateKey)
 	case CmdEnableKey:

@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"bytes"
+	"encoding/json"
 	"strings"
 	"testing"
 )
@@ -90,5 +91,42 @@ func TestDecodeEntry_EncodedCommandsTakeTheFastPath(t *testing.T) {
 		if err != nil || c.Type != want.Type || c.Version != want.Version || !bytes.Equal(c.Payload, want.Payload) {
 			t.Fatalf("%q: cut into %d/%d %q, want %d/%d %q (%v)", b, c.Type, c.Version, c.Payload, want.Type, want.Version, want.Payload, err)
 		}
+	}
+}
+
+// TestEncode_AsJSONMarshal: Encode writes the bytes json.Marshal writes,
+// for commands NewCommand made and for others.
+func TestEncode_AsJSONMarshal(t *testing.T) {
+	payloads := []struct {
+		typ CommandType
+		p   any
+	}{
+		{CmdCreateKey, createKey("k1", "org-a")},
+		{CmdRotateKey, rotate("k1", "org-a", 2, t0)},
+		{CmdUpdateKey, UpdateKeyV1{KeyRefV1: ref("k1", "org-a", t0), Description: ptr("<b>& café</b>")}},
+		{IgnorableCommandFlag | 77, map[string]int{"x": 1}},
+	}
+	for _, tc := range payloads {
+		c, err := NewCommand(tc.typ, tc.p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := c.Encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := json.Marshal(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Errorf("Encode wrote %s, json.Marshal %s", got, want)
+		}
+	}
+	// A payload not made by NewCommand is compacted, as before.
+	c := Command{Type: CmdPurgeKey, Version: CommandVersion1, Payload: json.RawMessage(`{ "key_id": "k1" }`)}
+	got, err := c.Encode()
+	if err != nil || string(got) != `{"type":10,"version":1,"payload":{"key_id":"k1"}}` {
+		t.Errorf("Encode of a spaced payload: %s, %v", got, err)
 	}
 }

@@ -7,10 +7,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -360,5 +362,25 @@ func TestParseEnv(t *testing.T) {
 	}
 	if env["KEYZONE_ADDR"] != "http://a" || env["KEYZONE_TOKEN"] != "t=1" || len(env) != 2 {
 		t.Errorf("got %v", env)
+	}
+}
+
+// TestFreePorts: the ports of a zone are distinct and free for TCP and UDP.
+func TestFreePorts(t *testing.T) {
+	ports, err := freePorts(30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[int]bool{}
+	for _, p := range ports {
+		if p <= 0 || seen[p] {
+			t.Fatalf("ports %v: %d repeated or invalid", ports, p)
+		}
+		seen[p] = true
+		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
+		if err != nil {
+			t.Fatalf("port %d not free once returned: %v", p, err)
+		}
+		l.Close()
 	}
 }

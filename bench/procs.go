@@ -122,24 +122,38 @@ func childEnv(extra ...string) []string {
 	return append(env, extra...)
 }
 
-// freePort returns a port free on 127.0.0.1 for both TCP and UDP (gossip
-// needs both). Another process may take it before the child binds it; the
-// child then fails to start and says so.
-func freePort() (int, error) {
-	for range 20 {
+// freePorts returns n distinct ports free on 127.0.0.1 for both TCP and
+// UDP (gossip needs both). It holds each port until all are chosen: a
+// port closed at once could be handed out again for the next one, and
+// two nodes of a zone would then be told to bind the same port. Another
+// process may still take one before the child binds it; the child then
+// fails to start and says so.
+func freePorts(n int) ([]int, error) {
+	var held []io.Closer
+	defer func() {
+		for _, c := range held {
+			c.Close()
+		}
+	}()
+	ports := make([]int, 0, n)
+	for tries := 0; len(ports) < n; tries++ {
+		if tries == 20*n {
+			return nil, errors.New("bench: no free port")
+		}
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
-			return 0, err
+			return nil, err
 		}
+		held = append(held, l)
 		port := l.Addr().(*net.TCPAddr).Port
 		u, err := net.ListenPacket("udp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
-		l.Close()
-		if err == nil {
-			u.Close()
-			return port, nil
+		if err != nil {
+			continue
 		}
+		held = append(held, u)
+		ports = append(ports, port)
 	}
-	return 0, errors.New("bench: no free port")
+	return ports, nil
 }
 
 // NewToken returns a random API token.
@@ -186,17 +200,13 @@ func StartZone(o ZoneOptions) (*Zone, error) {
 	rootKey := base64.StdEncoding.EncodeToString(raw)
 	clear(raw)
 	z := &Zone{Token: o.Token, bin: o.Binary}
+	all, err := freePorts(3 * o.Nodes)
+	if err != nil {
+		return nil, err
+	}
 	var join string
 	for i := range o.Nodes {
-		var ports [3]int
-		for j := range ports {
-			p, err := freePort()
-			if err != nil {
-				z.Stop()
-				return nil, err
-			}
-			ports[j] = p
-		}
+		ports := all[3*i : 3*i+3]
 		id := fmt.Sprintf("n%d", i+1)
 		addr := func(p int) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(p)) }
 		args := []string{"server",
@@ -352,11 +362,11 @@ func (z *Zone) leader(ctx context.Context) (*Proc, error) {
 // StartFloor starts `keyzone bench floor-server` and returns once it
 // listens.
 func StartFloor(ctx context.Context, bin, dir, token string) (*Proc, error) {
-	port, err := freePort()
+	ports, err := freePorts(1)
 	if err != nil {
 		return nil, err
 	}
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[0]))
 	p := &Proc{
 		Name: "floor",
 		URL:  "http://" + addr,

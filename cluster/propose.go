@@ -61,11 +61,6 @@ func (n *Node) Propose(ctx context.Context, cmd fsm.Command) (fsm.Result, uint64
 	}
 }
 
-// checkCommand refuses forwarded bytes that the FSM could not apply (see
-// fsm.CheckCommand): they come from the network, so the envelope is
-// decoded too, as Apply will.
-func checkCommand(data []byte) error { return fsm.CheckEntry(data) }
-
 func (n *Node) proposeOnce(ctx context.Context, data []byte) (fsm.Result, uint64, error) {
 	if n.raft.State() == raft.Leader {
 		return n.applyLocal(data)
@@ -287,7 +282,9 @@ func (n *Node) handlePropose(w http.ResponseWriter, r *http.Request) {
 		writeInternal(w, http.StatusBadRequest, internalError{Code: "bad_request"})
 		return
 	}
-	if err := checkCommand(data); err != nil {
+	// Forwarded bytes come from the network: the FSM must be able to
+	// decode them, envelope and payload, as Apply will.
+	if err := fsm.CheckEntry(data); err != nil {
 		n.logger.Debug("refused forwarded command", "error", err)
 		writeInternal(w, http.StatusBadRequest, internalError{Code: "bad_command"})
 		return

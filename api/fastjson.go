@@ -467,15 +467,20 @@ var jsonBuffers = sync.Pool{New: func() any { return new([]byte) }}
 // respondJSON answers 200 with v's JSON, as c.JSON(http.StatusOK, v)
 // does, encoded by appendJSON unless it declines.
 func respondJSON[T any](c *gin.Context, v T, appendJSON func([]byte, T) ([]byte, bool)) {
+	respondJSONStatus(c, http.StatusOK, v, appendJSON)
+}
+
+// respondJSONStatus is respondJSON with another status than 200.
+func respondJSONStatus[T any](c *gin.Context, status int, v T, appendJSON func([]byte, T) ([]byte, bool)) {
 	bp := jsonBuffers.Get().(*[]byte)
 	b, ok := appendJSON((*bp)[:0], v)
 	if !ok {
 		jsonBuffers.Put(bp)
-		c.JSON(http.StatusOK, v)
+		c.JSON(status, v)
 		return
 	}
 	// What c.Render does for c.JSON, without the reflection.
-	c.Status(http.StatusOK)
+	c.Status(status)
 	if h := c.Writer.Header(); len(h["Content-Type"]) == 0 {
 		h["Content-Type"] = jsonContentType
 	}

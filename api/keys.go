@@ -26,7 +26,7 @@ func (s *server) renderKey(c *gin.Context, status int, k *fsm.Key) {
 	auditKey(c, k.ID, k.CurrentVersion)
 	c.Header("ETag", strconv.Quote(strconv.FormatUint(k.Revision, 10)))
 	c.Header(headerIndex, s.sessionIndex(k))
-	c.JSON(status, wireKey(k))
+	respondJSONStatus(c, status, wireKey(k), appendKey)
 }
 
 // keyRef names the key of the path, with the If-Match condition if any.

@@ -16,6 +16,7 @@ build: ## build bin/keyzone (static)
 
 test: ## run every test with the race detector (unit + in-process zones)
 	$(GO) test $(TESTFLAGS) $(PKGS)
+	cd third_party/raft-boltdb && $(GO) test $(TESTFLAGS) -skip MigrateToV2 ./...
 
 test-unit: ## unit tests only (no multi-node zones)
 	$(GO) test $(TESTFLAGS) ./crypto/... ./fsm/... ./keys/... ./api/... ./client/... ./cmd/...

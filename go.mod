@@ -72,3 +72,5 @@ require (
 	golang.org/x/tools v0.45.0 // indirect
 	google.golang.org/protobuf v1.36.11 // indirect
 )
+
+replace github.com/hashicorp/raft-boltdb/v2 => ./third_party/raft-boltdb

@@ -59,6 +59,8 @@ type Node struct {
 	// restoreMu lets one snapshot restore run at a time.
 	restoreMu sync.Mutex
 
+	gate applyGate
+
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -173,6 +175,9 @@ func (n *Node) openRaft() error {
 	rc.SnapshotInterval = n.cfg.SnapshotInterval
 	rc.TrailingLogs = n.cfg.TrailingLogs
 	rc.NotifyCh = n.notifyCh
+	// The apply gate hands raft a batch of entries at once: a buffered
+	// apply channel lets the leader loop find them all in one pass.
+	rc.BatchApplyCh = true
 	// Replication reads each new entry back for every follower: the
 	// cache serves the recent ones from memory instead of BoltDB.
 	logs, err := raft.NewLogCache(logCacheSize, store)

@@ -82,8 +82,18 @@ func (n *Node) applyLocal(data []byte) (fsm.Result, uint64, error) {
 		// Never handed to raft: safe to send elsewhere.
 		return fsm.Result{}, 0, ErrShutdown
 	}
-	f := n.raft.Apply(data, n.cfg.ApplyTimeout)
-	if err := n.await(f); err != nil {
+	p := n.applyGated(data)
+	select {
+	case <-p.done:
+	default:
+		// The node shut down first.
+		if !n.gate.handedToRaft(p) {
+			return fsm.Result{}, 0, ErrShutdown
+		}
+		return fsm.Result{}, 0, errShutdownWhileCommitting
+	}
+	f := p.future
+	if err := p.err; err != nil {
 		if errors.Is(err, raft.ErrRaftShutdown) {
 			return fsm.Result{}, 0, errShutdownWhileCommitting
 		}

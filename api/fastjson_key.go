@@ -14,136 +14,137 @@ import (
 // that would need escaping or a time json.Marshal would refuse, leaving
 // those keys to encoding/json.
 func appendKey(b []byte, k wire.Key) ([]byte, bool) {
-	var ok bool
-	b = append(b, '{')
-	if b, ok = appendStringField(b, "id", k.ID, false); !ok {
-		return b, false
-	}
-	if b, ok = appendStringField(b, "organization", k.Organization, true); !ok {
-		return b, false
-	}
-	if b, ok = appendStringField(b, "name", k.Name, true); !ok {
-		return b, false
-	}
-	if b, ok = appendStringField(b, "description", k.Description, true); !ok {
-		return b, false
-	}
-	if b, ok = appendStringsField(b, "tags", k.Tags); !ok {
-		return b, false
-	}
-	if b, ok = appendStringField(b, "usage", k.Usage, true); !ok {
-		return b, false
-	}
-	if b, ok = appendStringField(b, "algorithm", k.Algorithm, true); !ok {
-		return b, false
-	}
-	if b, ok = appendStringField(b, "origin", k.Origin, true); !ok {
-		return b, false
-	}
-	if b, ok = appendStringField(b, "state", k.State, true); !ok {
-		return b, false
-	}
-	b = append(b, `,"protected":`...)
-	b = strconv.AppendBool(b, k.Protected)
-	b = append(b, `,"rotation_policy":{`...)
-	if b, ok = appendStringField(b, "rotation_period", k.RotationPolicy.RotationPeriod, false); !ok {
-		return b, false
-	}
+	w := objectWriter{b: append(b, '{'), ok: true}
+	w.string("id", k.ID)
+	w.string("organization", k.Organization)
+	w.string("name", k.Name)
+	w.string("description", k.Description)
+	w.strings("tags", k.Tags)
+	w.string("usage", k.Usage)
+	w.string("algorithm", k.Algorithm)
+	w.string("origin", k.Origin)
+	w.string("state", k.State)
+	w.bool("protected", k.Protected)
+	w.open("rotation_policy")
+	w.string("rotation_period", k.RotationPolicy.RotationPeriod)
 	if !k.RotationPolicy.NextRotationAt.IsZero() { // omitzero
-		if b, ok = appendTimeField(b, "next_rotation_at", k.RotationPolicy.NextRotationAt); !ok {
-			return b, false
-		}
+		w.time("next_rotation_at", k.RotationPolicy.NextRotationAt)
 	}
-	b = append(b, `},"current_version":`...)
-	b = strconv.AppendUint(b, uint64(k.CurrentVersion), 10)
-	if b, ok = appendStringField(b, "primary_zone", k.PrimaryZone, true); !ok {
-		return b, false
-	}
-	if b, ok = appendStringsField(b, "replica_zones", k.ReplicaZones); !ok {
-		return b, false
-	}
-	if b, ok = appendTimeField(b, "created_at", k.CreatedAt); !ok {
-		return b, false
-	}
-	if b, ok = appendTimeField(b, "updated_at", k.UpdatedAt); !ok {
-		return b, false
-	}
+	w.close()
+	w.uint("current_version", uint64(k.CurrentVersion))
+	w.string("primary_zone", k.PrimaryZone)
+	w.strings("replica_zones", k.ReplicaZones)
+	w.time("created_at", k.CreatedAt)
+	w.time("updated_at", k.UpdatedAt)
 	if !k.DeletionAt.IsZero() { // omitzero
-		if b, ok = appendTimeField(b, "deletion_at", k.DeletionAt); !ok {
-			return b, false
-		}
+		w.time("deletion_at", k.DeletionAt)
 	}
-	b = append(b, `,"revision":`...)
-	b = strconv.AppendUint(b, k.Revision, 10)
+	w.uint("revision", k.Revision)
 	if k.PendingVersion != 0 { // omitempty
-		b = append(b, `,"pending_version":`...)
-		b = strconv.AppendUint(b, uint64(k.PendingVersion), 10)
+		w.uint("pending_version", uint64(k.PendingVersion))
 	}
 	if len(k.PendingZones) > 0 { // omitempty
-		if b, ok = appendStringsField(b, "pending_zones", k.PendingZones); !ok {
-			return b, false
-		}
+		w.strings("pending_zones", k.PendingZones)
 	}
 	if k.ReplicaSeq != 0 { // omitempty
-		b = append(b, `,"replica_seq":`...)
-		b = strconv.AppendUint(b, k.ReplicaSeq, 10)
+		w.uint("replica_seq", k.ReplicaSeq)
 	}
-	return append(b, '}'), true
+	w.close()
+	return w.b, w.ok
 }
 
-// appendStringField appends "name":"s", after a comma unless it is the
-// object's first field.
-func appendStringField(b []byte, name, s string, comma bool) ([]byte, bool) {
+// objectWriter appends a JSON object's fields, with the commas between
+// them. ok turns false, for good, at the first value it can't write as
+// encoding/json would; the caller then leaves the value to encoding/json.
+type objectWriter struct {
+	b  []byte
+	ok bool
+	// more: the object being written has a field already.
+	more bool
+}
+
+func (w *objectWriter) name(name string) {
+	if w.more {
+		w.b = append(w.b, ',')
+	}
+	w.more = true
+	w.b = append(w.b, '"')
+	w.b = append(w.b, name...)
+	w.b = append(w.b, '"', ':')
+}
+
+// open starts a nested object; close ends it (or the outer one).
+func (w *objectWriter) open(name string) {
+	w.name(name)
+	w.b = append(w.b, '{')
+	w.more = false
+}
+
+func (w *objectWriter) close() {
+	w.b = append(w.b, '}')
+	w.more = true
+}
+
+func (w *objectWriter) string(name, s string) {
 	if !plainJSON(s) {
-		return b, false
+		w.ok = false
+		return
 	}
-	if comma {
-		b = append(b, ',')
-	}
-	b = append(b, '"')
-	b = append(b, name...)
-	b = append(b, `":"`...)
-	b = append(b, s...)
-	return append(b, '"'), true
+	w.name(name)
+	w.b = append(w.b, '"')
+	w.b = append(w.b, s...)
+	w.b = append(w.b, '"')
 }
 
-// appendStringsField appends ,"name":[...]; nil is null, as in
-// encoding/json.
-func appendStringsField(b []byte, name string, ss []string) ([]byte, bool) {
-	b = append(b, ',', '"')
-	b = append(b, name...)
-	b = append(b, '"', ':')
-	if ss == nil {
-		return append(b, "null"...), true
-	}
-	b = append(b, '[')
-	for i, s := range ss {
+// strings writes nil as null, as encoding/json does.
+func (w *objectWriter) strings(name string, ss []string) {
+	for _, s := range ss {
 		if !plainJSON(s) {
-			return b, false
+			w.ok = false
+			return
 		}
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = append(b, '"')
-		b = append(b, s...)
-		b = append(b, '"')
 	}
-	return append(b, ']'), true
+	w.name(name)
+	if ss == nil {
+		w.b = append(w.b, "null"...)
+		return
+	}
+	w.b = append(w.b, '[')
+	for i, s := range ss {
+		if i > 0 {
+			w.b = append(w.b, ',')
+		}
+		w.b = append(w.b, '"')
+		w.b = append(w.b, s...)
+		w.b = append(w.b, '"')
+	}
+	w.b = append(w.b, ']')
 }
 
-// appendTimeField appends ,"name":"<RFC 3339 with nanoseconds>", as
-// time.Time's MarshalJSON writes it; it declines the years MarshalJSON
-// refuses, and times not in UTC.
-func appendTimeField(b []byte, name string, t time.Time) ([]byte, bool) {
+func (w *objectWriter) bool(name string, v bool) {
+	w.name(name)
+	w.b = strconv.AppendBool(w.b, v)
+}
+
+func (w *objectWriter) uint(name string, v uint64) {
+	w.name(name)
+	w.b = strconv.AppendUint(w.b, v, 10)
+}
+
+// time writes RFC 3339 with nanoseconds, as time.Time's MarshalJSON does.
+// It declines the years MarshalJSON refuses, and times not in UTC (some
+// offsets it refuses too; keys' times are UTC).
+func (w *objectWriter) time(name string, t time.Time) {
 	if y := t.Year(); y < 0 || y > 9999 {
-		return b, false
+		w.ok = false
+		return
 	}
 	if _, offset := t.Zone(); offset != 0 {
-		return b, false // MarshalJSON refuses some offsets; keys' times are UTC
+		w.ok = false
+		return
 	}
-	b = append(b, ',', '"')
-	b = append(b, name...)
-	b = append(b, `":"`...)
-	b = t.AppendFormat(b, time.RFC3339Nano)
-	return append(b, '"'), true
+	w.name(name)
+	w.b = append(w.b, '"')
+	w.b = t.AppendFormat(w.b, time.RFC3339Nano)
+	w.b = append(w.b, '"')
 }

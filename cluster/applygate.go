@@ -28,9 +28,12 @@ type applyGate struct {
 // proposal is one entry on its way through the gate.
 type proposal struct {
 	data []byte
-	// future is set, under the gate's lock, once the entry is handed to
-	// raft: nil means raft never saw it.
-	future raft.ApplyFuture
+	// handed and abandoned are decided under the gate's lock, and only
+	// one of them ever becomes true: handed before raft.Apply is called
+	// (raft may have the entry from then on, whatever the proposer sees),
+	// abandoned when the proposer gave up first (raft never gets it).
+	handed, abandoned bool
+	future            raft.ApplyFuture
 	// err is the future's error, and done is closed once it is known.
 	err  error
 	done chan struct{}
@@ -59,12 +62,17 @@ func (n *Node) applyGated(data []byte) *proposal {
 	return p
 }
 
-// handedToRaft reports whether raft got p's entry (when p is not done:
-// a proposal abandoned at shutdown).
-func (g *applyGate) handedToRaft(p *proposal) bool {
+// abandon withdraws p, a proposal whose proposer stops waiting, if it is
+// still queued, and reports whether it was: false means raft may have
+// its entry, so its outcome is unknown.
+func (g *applyGate) abandon(p *proposal) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return p.future != nil
+	if p.handed {
+		return false
+	}
+	p.abandoned = true
+	return true
 }
 
 // runApplyBatches hands batch to raft, waits until raft answered each of
@@ -74,16 +82,28 @@ func (n *Node) runApplyBatches(batch []*proposal) {
 	g := &n.gate
 	for {
 		g.mu.Lock()
+		if n.ctx.Err() != nil {
+			// The proposers stop waiting and withdraw (abandon): raft
+			// must not get what they were told it never saw.
+			g.queue, g.inFlight = nil, false
+			g.mu.Unlock()
+			return
+		}
 		g.batches++
+		handed := batch[:0]
+		for _, p := range batch {
+			if !p.abandoned {
+				p.handed = true
+				handed = append(handed, p)
+			}
+		}
 		g.mu.Unlock()
+		batch = handed
 		for _, p := range batch {
 			// Raft's apply channel holds MaxAppendEntries entries, so a
 			// batch goes in without waiting for the leader loop. The
 			// timeout bounds only the wait for room in that channel.
-			f := n.raft.Apply(p.data, n.cfg.ApplyTimeout)
-			g.mu.Lock()
-			p.future = f
-			g.mu.Unlock()
+			p.future = n.raft.Apply(p.data, n.cfg.ApplyTimeout)
 		}
 		for _, p := range batch {
 			// Raft may never answer a future in flight at shutdown

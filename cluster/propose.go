@@ -87,7 +87,7 @@ func (n *Node) applyLocal(data []byte) (fsm.Result, uint64, error) {
 	case <-p.done:
 	default:
 		// The node shut down first.
-		if !n.gate.handedToRaft(p) {
+		if n.gate.abandon(p) {
 			return fsm.Result{}, 0, ErrShutdown
 		}
 		return fsm.Result{}, 0, errShutdownWhileCommitting

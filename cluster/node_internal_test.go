@@ -386,3 +386,57 @@ func logTags(t *testing.T, path string) map[string]bool {
 	}
 	return tags
 }
+
+// TestApplyGate_QueuedAtShutdownNeverReachesRaft: proposals waiting in
+// the gate behind a batch when the node begins to shut down are answered
+// ErrShutdown (the forwarding node retries them elsewhere), so the batch
+// runner, once the batch ahead is answered, must not hand them to raft.
+func TestApplyGate_QueuedAtShutdownNeverReachesRaft(t *testing.T) {
+	t.Parallel()
+	dir := filepath.Join(t.TempDir(), "node1")
+	n := startNode(t, nodeSpec{id: "node1", dir: dir, expect: 1})
+	waitLeader(t, []*Node{n})
+
+	// A batch is in raft's hands: what comes next queues.
+	g := &n.gate
+	g.mu.Lock()
+	g.inFlight = true
+	g.mu.Unlock()
+	const proposers = 8
+	errs := make(chan error, proposers)
+	for i := 0; i < proposers; i++ {
+		data := noteCommand(t, fmt.Sprintf("queued%d", i))
+		go func() {
+			_, _, err := n.applyLocal(data)
+			errs <- err
+		}()
+	}
+	waitFor(t, 5*time.Second, "queued proposals", func() bool {
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		return len(g.queue) == proposers
+	})
+
+	// Shutdown's first step; raft itself still runs.
+	n.cancel()
+	for i := 0; i < proposers; i++ {
+		if err := <-errs; !errors.Is(err, ErrShutdown) || isOutcomeUnknown(err) {
+			t.Errorf("queued proposal at shutdown: got %v, want ErrShutdown", err)
+		}
+	}
+	// The batch ahead is answered: the runner takes what queued.
+	g.mu.Lock()
+	queued := g.queue
+	g.queue = nil
+	g.mu.Unlock()
+	n.runApplyBatches(queued)
+	if err := n.raft.Barrier(5 * time.Second).Error(); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Shutdown(); err != nil {
+		t.Fatal(err)
+	}
+	if tags := logTags(t, filepath.Join(dir, "raft", "raft.db")); len(tags) > 0 {
+		t.Fatalf("proposals answered ErrShutdown reached the log: %v", tags)
+	}
+}
